@@ -41,7 +41,7 @@ DEPS_memory    := engine common
 DEPS_agentd    := memory tools policies retrieval engine common
 
 lib_srcs = $(filter-out $(1)/main.c $(1)/prog_%.c,$(wildcard $(1)/*.c))
-lib_objs = $(patsubst %.c,$(BUILD)/%.o,$(call lib_srcs,$(1)))
+lib_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))
 lib_file = $(BUILD)/lib$(1).a
 libs_for = $(foreach m,$(1) $(DEPS_$(1)),$(call lib_file,$(m)))
 
@@ -56,13 +56,13 @@ BENCHES     := $(patsubst %.c,$(BUILD)/%,$(BENCH_SRCS))
 TEST_SRCS   := $(wildcard tests/*/test_*.c)
 TESTS       := $(patsubst %.c,$(BUILD)/%,$(TEST_SRCS))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
-TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SUPPORT))
+TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT))
 
 .PHONY: all run test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
 
 all: $(AGENTD) $(PROGS) $(TESTS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(CFLAGS) -c $< -o $@
@@ -70,14 +70,16 @@ $(BUILD)/%.o: %.c
 define MODULE_RULES
 $(call lib_file,$(1)): $(call lib_objs,$(1))
 	@mkdir -p $$(dir $$@)
-	rm -f $$@
-	ar rcs $$@ $$^
+	@rm -f $$@
+	@ar rcs $$@ $$^
 $(BUILD)/tests/$(1)/test_%: tests/$(1)/test_%.c $(TEST_SUPPORT_OBJS) $(call libs_for,$(1))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$< $(TEST_SUPPORT_OBJS) $(call libs_for,$(1)) $$(LDFLAGS) $$(LDLIBS) -lcmocka -o $$@
+	@echo "LD $$@"
+	@$$(CC) $$(CFLAGS) $$< $(TEST_SUPPORT_OBJS) $(call libs_for,$(1)) $$(LDFLAGS) $$(LDLIBS) -lcmocka -o $$@
 $(BUILD)/%: $(1)/prog_%.c $(call libs_for,$(1))
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CFLAGS) $$< $(call libs_for,$(1)) $$(LDFLAGS) $$(LDLIBS) -o $$@
+	@echo "LD $$@"
+	@$$(CC) $$(CFLAGS) $$< $(call libs_for,$(1)) $$(LDFLAGS) $$(LDLIBS) -o $$@
 test-$(1): $(filter $(BUILD)/tests/$(1)/%,$(TESTS)) $(if $(filter agentd,$(1)),$(AGENTD) $(PROGS))
 	BUILD=$(BUILD) PYTHON=$(PYTHON) ./scripts/run-tests.sh $(1)
 endef
@@ -86,15 +88,18 @@ $(foreach m,$(MODULES),$(eval $(call MODULE_RULES,$(m))))
 # agentd's integration tests talk to the daemon; they also need the programs.
 $(BUILD)/tests/integration/test_%: tests/integration/test_%.c $(TEST_SUPPORT_OBJS) $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(TEST_SUPPORT_OBJS) $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -lcmocka -o $@
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) $< $(TEST_SUPPORT_OBJS) $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -lcmocka -o $@
 
 $(AGENTD): agentd/main.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -o $@
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) $< $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -o $@
 
 $(BUILD)/bench/%: bench/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $< $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -o $@
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) $< $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -o $@
 
 run: $(AGENTD)
 	$(AGENTD) serve

@@ -16,5 +16,8 @@ int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, co
 /* Resolves a presented key to its principal: AG_EUNAUTH if unknown, revoked or malformed. */
 int agentd_auth_check_key(sqlite3 *db, const char *key, agentd_principal *out);
 int agentd_auth_count_keys(sqlite3 *db, long long *out);
+/* The tenant's keys (never their secrets) as a JSON array. */
+int agentd_auth_list_keys(sqlite3 *db, const char *tenant, json_t **out);
+int agentd_auth_revoke_key(sqlite3 *db, const char *tenant, const char *key_id);
 
 #endif

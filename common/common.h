@@ -65,6 +65,9 @@ void ag_alloc_fail_after(long n);
 void ag_alloc_thread_fail_after(long n);
 /* Allocations made by this thread since it started (for fault-injection loops). */
 long ag_alloc_thread_count(void);
+/* Allocations that failed on this thread (injected or real): lets a caller tell a
+ * library's "parse error" apart from an allocation failure inside it. */
+long ag_alloc_thread_failures(void);
 /* Routes jansson's allocations through the gate. Call once at start-up. */
 void ag_alloc_init(void);
 

@@ -7,9 +7,11 @@ int ag_json_parse(json_t **out, const char *text, size_t len)
 {
 	json_error_t err;
 	*out = NULL;
+	long failures = ag_alloc_thread_failures();
 	json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
 	if (!v) {
-		if (json_error_code(&err) == json_error_out_of_memory)
+		/* jansson often reports an allocation failure as a syntax error: ask the gate. */
+		if (json_error_code(&err) == json_error_out_of_memory || ag_alloc_thread_failures() != failures)
 			return ag_error_set(AG_ENOMEM, "out of memory parsing JSON");
 		return ag_error_set(AG_EINVAL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
 				    err.text);

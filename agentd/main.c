@@ -1,0 +1,39 @@
+/* agentd's entry point: dispatches to the subcommand named by the first argument. */
+#include "agentd/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+} commands[] = {
+	{"serve", agentd_cmd_serve, "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--model FILE.gguf | --remote URL]"},
+	{"keys", agentd_cmd_keys, "keys create --tenant T --user U --role R"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: agentd COMMAND [options]\ncommands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  agentd %s\n", commands[i].usage);
+}
+
+int main(int argc, char **argv)
+{
+	ag_alloc_init();
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 2, argv + 2);
+	fprintf(stderr, "agentd: unknown command '%s' (try 'agentd help')\n", argv[1]);
+	return 2;
+}
