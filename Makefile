@@ -16,6 +16,9 @@ CC      ?= cc
 BUILD   ?= build
 PYTHON  ?= python3
 DEPS_OK := $(shell ./scripts/deps.sh >&2 && echo ok)
+ifneq ($(DEPS_OK),ok)
+$(error missing build dependencies: see the message above)
+endif
 
 PKGS    := sqlite3 libcurl libgit2 libpcre2-8 libmicrohttpd openblas jansson libseccomp \
            libsodium libxml-2.0 poppler-glib zlib
@@ -55,12 +58,15 @@ BENCH_SRCS  := $(wildcard bench/*.c)
 BENCHES     := $(patsubst %.c,$(BUILD)/%,$(BENCH_SRCS))
 TEST_SRCS   := $(wildcard tests/*/test_*.c)
 TESTS       := $(patsubst %.c,$(BUILD)/%,$(TEST_SRCS))
+FUZZ_SRCS   := $(filter-out tests/fuzz/fuzz_main.c,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZERS     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT))
 
-.PHONY: all run test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
+.SECONDARY:
+.PHONY: all libs run test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
 
-all: $(AGENTD) $(PROGS) $(TESTS)
+all: $(AGENTD) $(PROGS) $(TESTS) $(FUZZERS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -95,6 +101,21 @@ $(AGENTD): agentd/main.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)
 	@echo "LD $@"
 	@$(CC) $(CFLAGS) $< $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -o $@
+
+# Fuzz harnesses build as plain programs with tests/fuzz/fuzz_main.c (replay or smoke
+# fuzz, run by make test); `make fuzz` builds them for libFuzzer with clang.
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(BUILD)/obj/tests/fuzz/fuzz_main.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	@echo "LD $@"
+	@$(CC) $(CFLAGS) $< $(BUILD)/obj/tests/fuzz/fuzz_main.o $(ALL_LIBS) $(LDFLAGS) $(LDLIBS) -o $@
+
+fuzz:
+	$(MAKE) CC=clang BUILD=build-fuzz OPT=-O1 SAN="-fsanitize=fuzzer-no-link,address,undefined" libs
+	@for s in $(FUZZ_SRCS); do n=$$(basename $$s .c); echo "LD build-fuzz/fuzz/$$n"; \
+	  clang $(filter-out -MMD -MP,$(CFLAGS)) -DAG_LIBFUZZER -fsanitize=fuzzer,address,undefined $$s \
+	    $(subst $(BUILD)/,build-fuzz/,$(ALL_LIBS)) $(LDLIBS) -o build-fuzz/fuzz/$$n || exit 1; done
+
+libs: $(ALL_LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(ALL_LIBS)
 	@mkdir -p $(dir $@)

@@ -12,33 +12,33 @@
 #include <stdio.h>
 #include <string.h>
 
-#define KEY_PREFIX "ag_"
-#define KEY_ID_BYTES 9      /* 12 base64 characters */
+#define KEY_PREFIX       "ag_"
+#define KEY_ID_BYTES     9  /* 12 base64 characters */
 #define KEY_SECRET_BYTES 24 /* 32 base64 characters */
-#define KEY_ID_CHARS 12
-#define KEY_LEN (3 + KEY_ID_CHARS + 32)
-#define SALT_BYTES 16
+#define KEY_ID_CHARS     12
+#define KEY_LEN          (3 + KEY_ID_CHARS + 32)
+#define SALT_BYTES       16
 
 static const char *const auth_sql[] = {
-	"CREATE TABLE tenants ("
-	"  id TEXT PRIMARY KEY,"
-	"  created_at INTEGER NOT NULL);"
-	"CREATE TABLE users ("
-	"  tenant TEXT NOT NULL REFERENCES tenants(id),"
-	"  name TEXT NOT NULL,"
-	"  created_at INTEGER NOT NULL,"
-	"  PRIMARY KEY (tenant, name));"
-	"CREATE TABLE api_keys ("
-	"  key_id TEXT PRIMARY KEY,"
-	"  tenant TEXT NOT NULL,"
-	"  user TEXT NOT NULL,"
-	"  role TEXT NOT NULL CHECK (role IN ('admin', 'analyst', 'viewer', 'auditor')),"
-	"  salt BLOB NOT NULL,"
-	"  hash BLOB NOT NULL,"
-	"  created_at INTEGER NOT NULL,"
-	"  revoked_at INTEGER,"
-	"  FOREIGN KEY (tenant, user) REFERENCES users(tenant, name));"
-	"CREATE INDEX api_keys_tenant ON api_keys(tenant);",
+        "CREATE TABLE tenants ("
+        "  id TEXT PRIMARY KEY,"
+        "  created_at INTEGER NOT NULL);"
+        "CREATE TABLE users ("
+        "  tenant TEXT NOT NULL REFERENCES tenants(id),"
+        "  name TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (tenant, name));"
+        "CREATE TABLE api_keys ("
+        "  key_id TEXT PRIMARY KEY,"
+        "  tenant TEXT NOT NULL,"
+        "  user TEXT NOT NULL,"
+        "  role TEXT NOT NULL CHECK (role IN ('admin', 'analyst', 'viewer', 'auditor')),"
+        "  salt BLOB NOT NULL,"
+        "  hash BLOB NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  revoked_at INTEGER,"
+        "  FOREIGN KEY (tenant, user) REFERENCES users(tenant, name));"
+        "CREATE INDEX api_keys_tenant ON api_keys(tenant);",
 };
 
 int agentd_auth_migrate(sqlite3 *db)
@@ -51,10 +51,10 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } roles[] = {
-	{"admin", AGENTD_ROLE_ADMIN},
-	{"analyst", AGENTD_ROLE_ANALYST},
-	{"viewer", AGENTD_ROLE_VIEWER},
-	{"auditor", AGENTD_ROLE_AUDITOR},
+        {"admin", AGENTD_ROLE_ADMIN},
+        {"analyst", AGENTD_ROLE_ANALYST},
+        {"viewer", AGENTD_ROLE_VIEWER},
+        {"auditor", AGENTD_ROLE_AUDITOR},
 };
 
 int agentd_role_parse(const char *name, unsigned *out)
@@ -84,8 +84,8 @@ static int check_name(const char *what, const char *s, size_t max)
 		return ag_error_set(AG_EINVAL, "%s must be 1 to %zu characters", what, max);
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') && c != '-' &&
-		    c != '_' && c != '.' && c != '@')
+		if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+		    c != '-' && c != '_' && c != '.' && c != '@')
 			return ag_error_set(AG_EINVAL, "%s may hold only letters, digits and - _ . @", what);
 	}
 	return 0;
@@ -110,7 +110,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
 }
 
 int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, const char *role,
-			   char **key_out, char **key_id_out)
+                           char **key_out, char **key_id_out)
 {
 	unsigned bit;
 	int rc;
@@ -123,7 +123,8 @@ int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, co
 
 	uint8_t id_raw[KEY_ID_BYTES], secret_raw[KEY_SECRET_BYTES], salt[SALT_BYTES], hash[32];
 	char key[KEY_LEN + 1], key_id[KEY_ID_CHARS + 1];
-	if ((rc = ag_random_bytes(id_raw, sizeof id_raw)) || (rc = ag_random_bytes(secret_raw, sizeof secret_raw)) ||
+	if ((rc = ag_random_bytes(id_raw, sizeof id_raw)) ||
+	    (rc = ag_random_bytes(secret_raw, sizeof secret_raw)) ||
 	    (rc = ag_random_bytes(salt, sizeof salt)))
 		return rc;
 	ag_b64url_encode(key_id, id_raw, sizeof id_raw);
@@ -151,7 +152,8 @@ int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, co
 	sqlite3_bind_int64(st, 2, now);
 	if ((rc = step_done(db, st, "creating tenant")))
 		goto rollback;
-	if ((rc = ag_db_prepare(db, &st, "INSERT OR IGNORE INTO users(tenant, name, created_at) VALUES (?, ?, ?)")))
+	if ((rc = ag_db_prepare(db, &st,
+	                        "INSERT OR IGNORE INTO users(tenant, name, created_at) VALUES (?, ?, ?)")))
 		goto rollback;
 	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
@@ -159,8 +161,8 @@ int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, co
 	if ((rc = step_done(db, st, "creating user")))
 		goto rollback;
 	if ((rc = ag_db_prepare(db, &st,
-				"INSERT INTO api_keys(key_id, tenant, user, role, salt, hash, created_at) "
-				"VALUES (?, ?, ?, ?, ?, ?, ?)")))
+	                        "INSERT INTO api_keys(key_id, tenant, user, role, salt, hash, created_at) "
+	                        "VALUES (?, ?, ?, ?, ?, ?, ?)")))
 		goto rollback;
 	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
@@ -202,8 +204,8 @@ int agentd_auth_check_key(sqlite3 *db, const char *key, agentd_principal *out)
 
 	sqlite3_stmt *st;
 	int rc = ag_db_prepare(db, &st,
-			       "SELECT tenant, user, role, salt, hash FROM api_keys "
-			       "WHERE key_id = ? AND revoked_at IS NULL");
+	                       "SELECT tenant, user, role, salt, hash FROM api_keys "
+	                       "WHERE key_id = ? AND revoked_at IS NULL");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
@@ -217,7 +219,8 @@ int agentd_auth_check_key(sqlite3 *db, const char *key, agentd_principal *out)
 	uint8_t hash[32];
 	const void *salt = sqlite3_column_blob(st, 3);
 	const void *stored = sqlite3_column_blob(st, 4);
-	if (sqlite3_column_bytes(st, 3) != SALT_BYTES || sqlite3_column_bytes(st, 4) != 32 || !salt || !stored) {
+	if (sqlite3_column_bytes(st, 3) != SALT_BYTES || sqlite3_column_bytes(st, 4) != 32 || !salt ||
+	    !stored) {
 		sqlite3_finalize(st);
 		return ag_error_set(AG_ECORRUPT, "stored key %s is malformed", key_id);
 	}
@@ -256,8 +259,8 @@ int agentd_auth_list_keys(sqlite3 *db, const char *tenant, json_t **out)
 {
 	sqlite3_stmt *st;
 	int rc = ag_db_prepare(db, &st,
-			       "SELECT key_id, user, role, created_at, revoked_at FROM api_keys "
-			       "WHERE tenant = ? ORDER BY created_at, key_id");
+	                       "SELECT key_id, user, role, created_at, revoked_at FROM api_keys "
+	                       "WHERE tenant = ? ORDER BY created_at, key_id");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
@@ -268,11 +271,12 @@ int agentd_auth_list_keys(sqlite3 *db, const char *tenant, json_t **out)
 	}
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		json_t *k = json_pack("{s:s, s:s, s:s, s:I, s:b}", "key_id", (const char *)sqlite3_column_text(st, 0),
-				      "user", (const char *)sqlite3_column_text(st, 1), "role",
-				      (const char *)sqlite3_column_text(st, 2), "created_at",
-				      (json_int_t)sqlite3_column_int64(st, 3), "revoked",
-				      sqlite3_column_type(st, 4) != SQLITE_NULL);
+		json_t *k = json_pack("{s:s, s:s, s:s, s:I, s:b}", "key_id",
+		                      (const char *)sqlite3_column_text(st, 0), "user",
+		                      (const char *)sqlite3_column_text(st, 1), "role",
+		                      (const char *)sqlite3_column_text(st, 2), "created_at",
+		                      (json_int_t)sqlite3_column_int64(st, 3), "revoked",
+		                      sqlite3_column_type(st, 4) != SQLITE_NULL);
 		if (!k || json_array_append_new(arr, k)) {
 			rc = ag_error_set(AG_ENOMEM, "out of memory listing keys");
 			break;
@@ -292,8 +296,9 @@ int agentd_auth_list_keys(sqlite3 *db, const char *tenant, json_t **out)
 int agentd_auth_revoke_key(sqlite3 *db, const char *tenant, const char *key_id)
 {
 	sqlite3_stmt *st;
-	int rc = ag_db_prepare(db, &st,
-			       "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND key_id = ? AND revoked_at IS NULL");
+	int rc = ag_db_prepare(
+	        db, &st,
+	        "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND key_id = ? AND revoked_at IS NULL");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, ag_now_ms());

@@ -28,7 +28,8 @@ static int ensure_admin_key(sqlite3 *db, const char *data_dir)
 	int n = snprintf(line, sizeof line, "%s\n", key);
 	rc = ag_write_file(path, line, (size_t)n, 0600);
 	if (!rc) {
-		printf("agentd: created the first admin key (tenant 'default', user 'admin'); it is shown once here "
+		printf("agentd: created the first admin key (tenant 'default', user 'admin'); it is shown "
+		       "once here "
 		       "and kept in %s\nagentd: admin key: %s\n",
 		       path, key);
 		fflush(stdout);
@@ -86,7 +87,8 @@ int agentd_cmd_serve(int argc, char **argv)
 	    (rc = agentd_config_get_long(cfg, "shutdown_timeout", 0, 3600, &shutdown_s)))
 		goto fail;
 	snprintf(db_path, sizeof db_path, "%s/agentd.db", ctx.data_dir);
-	if ((rc = agentd_dbpool_new(&ctx.pool, db_path, (int)threads + 4)) || (rc = agentd_metrics_new(&ctx.metrics)))
+	if ((rc = agentd_dbpool_new(&ctx.pool, db_path, (int)threads + 4)) ||
+	    (rc = agentd_metrics_new(&ctx.metrics)))
 		goto fail;
 	if ((rc = agentd_http_start(&ctx)))
 		goto fail;
@@ -105,8 +107,8 @@ int agentd_cmd_serve(int argc, char **argv)
 			ag_info("SIGHUP: nothing to reload yet");
 			continue;
 		}
-		ag_info("%s: stopping; in-flight requests may finish (up to %llds)", sig == SIGINT ? "SIGINT" : "SIGTERM",
-			shutdown_s);
+		ag_info("%s: stopping; in-flight requests may finish (up to %llds)",
+		        sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_s);
 		break;
 	}
 	agentd_http_stop(&ctx, shutdown_s * 1000);

@@ -21,7 +21,7 @@ enum {
 	AGENTD_ROLE_AUDITOR = 1u << 3,
 };
 #define AGENTD_ROLES_ANY (AGENTD_ROLE_ADMIN | AGENTD_ROLE_ANALYST | AGENTD_ROLE_VIEWER | AGENTD_ROLE_AUDITOR)
-#define AGENTD_PUBLIC 0u /* no key needed */
+#define AGENTD_PUBLIC    0u /* no key needed */
 
 int agentd_role_parse(const char *name, unsigned *out); /* "admin" -> AGENTD_ROLE_ADMIN */
 const char *agentd_role_name(unsigned role);
@@ -39,18 +39,18 @@ typedef struct agentd_ctx agentd_ctx; /* daemon-wide state, see agentd/daemon.h 
 
 typedef struct agentd_request {
 	const char *method;
-	const char *path;           /* without the query string */
-	const char *body;           /* NUL-terminated; NULL when there was none */
+	const char *path; /* without the query string */
+	const char *body; /* NUL-terminated; NULL when there was none */
 	size_t body_len;
 	const agentd_principal *principal; /* NULL on public routes */
 	const char *request_id;
-	ag_arena *arena;            /* freed when the request ends */
-	sqlite3 *db;                /* this request's connection (WAL; not shared with other threads) */
+	ag_arena *arena; /* freed when the request ends */
+	sqlite3 *db;     /* this request's connection (WAL; not shared with other threads) */
 	agentd_ctx *ctx;
-	int nparams;                /* path parameters from {name} segments */
+	int nparams; /* path parameters from {name} segments */
 	const char *param_names[8];
 	const char *param_values[8];
-	void *conn;                 /* private: the libmicrohttpd connection */
+	void *conn; /* private: the libmicrohttpd connection */
 } agentd_request;
 
 const char *agentd_req_param(const agentd_request *r, const char *name);  /* path parameter or NULL */
@@ -66,13 +66,13 @@ typedef long (*agentd_stream_fn)(void *cls, char *buf, size_t max);
 
 typedef struct agentd_response {
 	int status;
-	char *body;                 /* ag_malloc'd; the response owns it */
+	char *body; /* ag_malloc'd; the response owns it */
 	size_t body_len;
-	const char *content_type;   /* static string */
+	const char *content_type; /* static string */
 	int nheaders;
 	const char *header_names[8]; /* static strings */
 	char *header_values[8];      /* ag_malloc'd */
-	agentd_stream_fn stream;    /* set for streaming responses (SSE) */
+	agentd_stream_fn stream;     /* set for streaming responses (SSE) */
 	void *stream_cls;
 	void (*stream_free)(void *cls); /* called once when the stream ends or the client goes away */
 } agentd_response;
@@ -80,19 +80,19 @@ typedef struct agentd_response {
 /* Fill the response. Each returns 0 or AG_ENOMEM. */
 int agentd_reply_json(agentd_response *res, int status, json_t *v); /* steals the reference to v */
 int agentd_reply_text(agentd_response *res, int status, const char *content_type, const char *data,
-		      size_t len);
+                      size_t len);
 int agentd_reply_header(agentd_response *res, const char *name, const char *value);
 /* An error body for code (AG_E*) with message; also used for errors handlers return. */
 int agentd_reply_error(agentd_response *res, int code, const char *message);
 void agentd_reply_stream(agentd_response *res, const char *content_type, agentd_stream_fn fn, void *cls,
-			 void (*free_fn)(void *));
+                         void (*free_fn)(void *));
 
 typedef int (*agentd_handler_fn)(agentd_request *req, agentd_response *res);
 
 typedef struct agentd_route {
-	const char *method;      /* "GET", "POST", ... */
-	const char *pattern;     /* "/v1/documents/{id}" */
-	unsigned roles;          /* who may call; AGENTD_PUBLIC for no key */
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/v1/documents/{id}" */
+	unsigned roles;      /* who may call; AGENTD_PUBLIC for no key */
 	agentd_handler_fn handler;
 } agentd_route;
 

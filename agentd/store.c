@@ -22,7 +22,7 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 		return rc;
 	/* Each module brings its own tables up to date; order follows dependencies. */
 	int (*const migrations[])(sqlite3 *) = {
-		agentd_auth_migrate,
+	        agentd_auth_migrate,
 	};
 	for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++) {
 		if ((rc = migrations[i](db))) {

@@ -45,8 +45,8 @@ int ag_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 
 const char *ag_error_last(void); /* never NULL; "" when no error */
 int ag_error_code(void);
 void ag_error_clear(void);
-const char *ag_error_name(int code);    /* "bad_request", "not_found", ... */
-int ag_error_http_status(int code);     /* 400, 404, ... */
+const char *ag_error_name(int code); /* "bad_request", "not_found", ... */
+int ag_error_http_status(int code);  /* 400, 404, ... */
 
 /* ------------------------------------------------------- allocation gate */
 
@@ -79,7 +79,10 @@ typedef struct ag_buf {
 	size_t cap;
 } ag_buf;
 
-#define AG_BUF_INIT {NULL, 0, 0}
+#define AG_BUF_INIT                                                                                          \
+	{                                                                                                    \
+		NULL, 0, 0                                                                                   \
+	}
 
 int ag_buf_reserve(ag_buf *b, size_t extra);
 int ag_buf_append(ag_buf *b, const void *data, size_t n);
@@ -116,8 +119,8 @@ const char *ag_log_request_id(void);
 void ag_log(ag_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define ag_debug(...) ag_log(AG_LOG_DEBUG, __VA_ARGS__)
-#define ag_info(...) ag_log(AG_LOG_INFO, __VA_ARGS__)
-#define ag_warn(...) ag_log(AG_LOG_WARN, __VA_ARGS__)
+#define ag_info(...)  ag_log(AG_LOG_INFO, __VA_ARGS__)
+#define ag_warn(...)  ag_log(AG_LOG_WARN, __VA_ARGS__)
 #define ag_error(...) ag_log(AG_LOG_ERROR, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ JSON */

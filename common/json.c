@@ -11,10 +11,11 @@ int ag_json_parse(json_t **out, const char *text, size_t len)
 	json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
 	if (!v) {
 		/* jansson often reports an allocation failure as a syntax error: ask the gate. */
-		if (json_error_code(&err) == json_error_out_of_memory || ag_alloc_thread_failures() != failures)
+		if (json_error_code(&err) == json_error_out_of_memory ||
+		    ag_alloc_thread_failures() != failures)
 			return ag_error_set(AG_ENOMEM, "out of memory parsing JSON");
 		return ag_error_set(AG_EINVAL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
-				    err.text);
+		                    err.text);
 	}
 	*out = v;
 	return 0;
@@ -122,7 +123,8 @@ int ag_json_check_keys(const json_t *obj, const char *const *allowed)
 	json_t *v;
 	if (!json_is_object(obj))
 		return ag_error_set(AG_EINVAL, "expected a JSON object");
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		bool ok = false;
 		for (const char *const *a = allowed; *a; a++)
 			if (strcmp(*a, key) == 0)

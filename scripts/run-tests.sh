@@ -76,6 +76,15 @@ run_unit_dir() { # module
 	done
 }
 
+run_fuzz_smoke() {
+	local t
+	for t in "$BUILD"/fuzz/fuzz_*; do
+		[ -x "$t" ] || continue
+		case "$t" in *.d|*.o) continue ;; esac
+		run_one "fuzz/$(basename "$t")" "$t"
+	done
+}
+
 run_integration() {
 	local t
 	for t in "$BUILD"/tests/integration/test_*; do
@@ -96,6 +105,7 @@ all)
 		[ "$m" = integration ] && continue
 		run_unit_dir "$m"
 	done
+	run_fuzz_smoke
 	run_integration
 	;;
 unit)
@@ -104,6 +114,9 @@ unit)
 		[ "$m" = integration ] && continue
 		run_unit_dir "$m"
 	done
+	;;
+fuzz)
+	run_fuzz_smoke
 	;;
 agentd | integration)
 	run_unit_dir agentd
