@@ -20,25 +20,25 @@
 #define SALT_BYTES       16
 
 static const char *const auth_sql[] = {
-        "CREATE TABLE tenants ("
-        "  id TEXT PRIMARY KEY,"
-        "  created_at INTEGER NOT NULL);"
-        "CREATE TABLE users ("
-        "  tenant TEXT NOT NULL REFERENCES tenants(id),"
-        "  name TEXT NOT NULL,"
-        "  created_at INTEGER NOT NULL,"
-        "  PRIMARY KEY (tenant, name));"
-        "CREATE TABLE api_keys ("
-        "  key_id TEXT PRIMARY KEY,"
-        "  tenant TEXT NOT NULL,"
-        "  user TEXT NOT NULL,"
-        "  role TEXT NOT NULL CHECK (role IN ('admin', 'analyst', 'viewer', 'auditor')),"
-        "  salt BLOB NOT NULL,"
-        "  hash BLOB NOT NULL,"
-        "  created_at INTEGER NOT NULL,"
-        "  revoked_at INTEGER,"
-        "  FOREIGN KEY (tenant, user) REFERENCES users(tenant, name));"
-        "CREATE INDEX api_keys_tenant ON api_keys(tenant);",
+	"CREATE TABLE tenants ("
+	"  id TEXT PRIMARY KEY,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE TABLE users ("
+	"  tenant TEXT NOT NULL REFERENCES tenants(id),"
+	"  name TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  PRIMARY KEY (tenant, name));"
+	"CREATE TABLE api_keys ("
+	"  key_id TEXT PRIMARY KEY,"
+	"  tenant TEXT NOT NULL,"
+	"  user TEXT NOT NULL,"
+	"  role TEXT NOT NULL CHECK (role IN ('admin', 'analyst', 'viewer', 'auditor')),"
+	"  salt BLOB NOT NULL,"
+	"  hash BLOB NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  revoked_at INTEGER,"
+	"  FOREIGN KEY (tenant, user) REFERENCES users(tenant, name));"
+	"CREATE INDEX api_keys_tenant ON api_keys(tenant);",
 };
 
 int agentd_auth_migrate(sqlite3 *db)
@@ -51,10 +51,10 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } roles[] = {
-        {"admin", AGENTD_ROLE_ADMIN},
-        {"analyst", AGENTD_ROLE_ANALYST},
-        {"viewer", AGENTD_ROLE_VIEWER},
-        {"auditor", AGENTD_ROLE_AUDITOR},
+	{"admin", AGENTD_ROLE_ADMIN},
+	{"analyst", AGENTD_ROLE_ANALYST},
+	{"viewer", AGENTD_ROLE_VIEWER},
+	{"auditor", AGENTD_ROLE_AUDITOR},
 };
 
 int agentd_role_parse(const char *name, unsigned *out)
@@ -110,7 +110,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *st, const char *what)
 }
 
 int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, const char *role,
-                           char **key_out, char **key_id_out)
+			   char **key_out, char **key_id_out)
 {
 	unsigned bit;
 	int rc;
@@ -153,7 +153,7 @@ int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, co
 	if ((rc = step_done(db, st, "creating tenant")))
 		goto rollback;
 	if ((rc = ag_db_prepare(db, &st,
-	                        "INSERT OR IGNORE INTO users(tenant, name, created_at) VALUES (?, ?, ?)")))
+				"INSERT OR IGNORE INTO users(tenant, name, created_at) VALUES (?, ?, ?)")))
 		goto rollback;
 	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
@@ -161,8 +161,8 @@ int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, co
 	if ((rc = step_done(db, st, "creating user")))
 		goto rollback;
 	if ((rc = ag_db_prepare(db, &st,
-	                        "INSERT INTO api_keys(key_id, tenant, user, role, salt, hash, created_at) "
-	                        "VALUES (?, ?, ?, ?, ?, ?, ?)")))
+				"INSERT INTO api_keys(key_id, tenant, user, role, salt, hash, created_at) "
+				"VALUES (?, ?, ?, ?, ?, ?, ?)")))
 		goto rollback;
 	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
@@ -204,8 +204,8 @@ int agentd_auth_check_key(sqlite3 *db, const char *key, agentd_principal *out)
 
 	sqlite3_stmt *st;
 	int rc = ag_db_prepare(db, &st,
-	                       "SELECT tenant, user, role, salt, hash FROM api_keys "
-	                       "WHERE key_id = ? AND revoked_at IS NULL");
+			       "SELECT tenant, user, role, salt, hash FROM api_keys "
+			       "WHERE key_id = ? AND revoked_at IS NULL");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
@@ -259,8 +259,8 @@ int agentd_auth_list_keys(sqlite3 *db, const char *tenant, json_t **out)
 {
 	sqlite3_stmt *st;
 	int rc = ag_db_prepare(db, &st,
-	                       "SELECT key_id, user, role, created_at, revoked_at FROM api_keys "
-	                       "WHERE tenant = ? ORDER BY created_at, key_id");
+			       "SELECT key_id, user, role, created_at, revoked_at FROM api_keys "
+			       "WHERE tenant = ? ORDER BY created_at, key_id");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
@@ -272,11 +272,11 @@ int agentd_auth_list_keys(sqlite3 *db, const char *tenant, json_t **out)
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
 		json_t *k = json_pack("{s:s, s:s, s:s, s:I, s:b}", "key_id",
-		                      (const char *)sqlite3_column_text(st, 0), "user",
-		                      (const char *)sqlite3_column_text(st, 1), "role",
-		                      (const char *)sqlite3_column_text(st, 2), "created_at",
-		                      (json_int_t)sqlite3_column_int64(st, 3), "revoked",
-		                      sqlite3_column_type(st, 4) != SQLITE_NULL);
+				      (const char *)sqlite3_column_text(st, 0), "user",
+				      (const char *)sqlite3_column_text(st, 1), "role",
+				      (const char *)sqlite3_column_text(st, 2), "created_at",
+				      (json_int_t)sqlite3_column_int64(st, 3), "revoked",
+				      sqlite3_column_type(st, 4) != SQLITE_NULL);
 		if (!k || json_array_append_new(arr, k)) {
 			rc = ag_error_set(AG_ENOMEM, "out of memory listing keys");
 			break;
@@ -297,8 +297,8 @@ int agentd_auth_revoke_key(sqlite3 *db, const char *tenant, const char *key_id)
 {
 	sqlite3_stmt *st;
 	int rc = ag_db_prepare(
-	        db, &st,
-	        "UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND key_id = ? AND revoked_at IS NULL");
+		db, &st,
+		"UPDATE api_keys SET revoked_at = ? WHERE tenant = ? AND key_id = ? AND revoked_at IS NULL");
 	if (rc)
 		return rc;
 	sqlite3_bind_int64(st, 1, ag_now_ms());

@@ -12,7 +12,7 @@ int agentd_auth_migrate(sqlite3 *db);
 
 /* Creates a key for tenant/user/role; *key_out (caller frees) is the only copy of the secret. */
 int agentd_auth_create_key(sqlite3 *db, const char *tenant, const char *user, const char *role,
-                           char **key_out, char **key_id_out);
+			   char **key_out, char **key_id_out);
 /* Resolves a presented key to its principal: AG_EUNAUTH if unknown, revoked or malformed. */
 int agentd_auth_check_key(sqlite3 *db, const char *key, agentd_principal *out);
 int agentd_auth_count_keys(sqlite3 *db, long long *out);

@@ -26,7 +26,7 @@ int agentd_config_set(agentd_config *cfg, const char *key, const char *value);
 const char *agentd_config_get(const agentd_config *cfg, const char *key); /* never NULL for known keys */
 /* A key's value as an integer within [min, max]. */
 int agentd_config_get_long(const agentd_config *cfg, const char *key, long long min, long long max,
-                           long long *out);
+			   long long *out);
 
 /* Parses the options common to subcommands that touch stored data:
  * --config FILE, --data DIR, and --KEY VALUE for any known configuration key.
@@ -35,7 +35,7 @@ int agentd_config_get_long(const agentd_config *cfg, const char *key, long long 
  * "name" taking a value); their values land in extra_values[i] (or NULL).
  * Returns 0, or 2 after printing a usage message. */
 int agentd_cli_parse(int argc, char **argv, agentd_config *cfg, const char *const *extra,
-                     const char **extra_values, const char **positional, int max_pos, int *npositional);
+		     const char **extra_values, const char **positional, int max_pos, int *npositional);
 
 /* Opens DATA/agentd.db (creating DATA with mode 0700) and brings every
  * module's schema up to date. */

@@ -42,7 +42,7 @@ int agentd_cmd_keys(int argc, char **argv)
 	}
 	printf("%s\n", key);
 	fprintf(stderr, "agentd: key %s for %s/%s (%s); it is shown only this once\n", key_id, vals[0],
-	        vals[1], vals[2]);
+		vals[1], vals[2]);
 	memset(key, 0, strlen(key));
 	ag_free(key);
 	ag_free(key_id);

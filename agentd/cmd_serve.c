@@ -108,7 +108,7 @@ int agentd_cmd_serve(int argc, char **argv)
 			continue;
 		}
 		ag_info("%s: stopping; in-flight requests may finish (up to %llds)",
-		        sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_s);
+			sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_s);
 		break;
 	}
 	agentd_http_stop(&ctx, shutdown_s * 1000);

@@ -13,26 +13,26 @@ static const struct config_key {
 	const char *name;
 	const char *def;
 } config_keys[] = {
-        {"listen", "127.0.0.1:8080"},
-        {"data", "./data"},
-        {"model", "models/agentd-small.gguf"},
-        {"remote", ""},
-        {"remote_model", ""},
-        {"remote_api_key", ""},
-        {"log_level", "info"},
-        {"threads", "4"},                /* HTTP worker threads */
-        {"max_body_bytes", "33554432"},  /* request body limit (32 MiB) */
-        {"connection_memory", "131072"}, /* libmicrohttpd per-connection memory */
-        {"connection_timeout", "30"},    /* seconds a connection may stay idle */
-        {"per_ip_connections", "64"},    /* concurrent connections from one address */
-        {"max_connections", "512"},
-        {"shutdown_timeout", "30"}, /* seconds in-flight requests get on SIGTERM */
-        {"fault_injection", "0"},   /* tests only: honour X-Agentd-Fail-Alloc */
-        {"engine_threads", "2"},
-        {"policy_file", ""},
-        {"audit_checkpoint_every", "1000"},  /* records between signed checkpoints */
-        {"audit_retention_days", "0"},       /* 0 keeps every record */
-        {"max_document_bytes", "209715200"}, /* largest document accepted for ingestion (200 MiB) */
+	{"listen", "127.0.0.1:8080"},
+	{"data", "./data"},
+	{"model", "models/agentd-small.gguf"},
+	{"remote", ""},
+	{"remote_model", ""},
+	{"remote_api_key", ""},
+	{"log_level", "info"},
+	{"threads", "4"},                /* HTTP worker threads */
+	{"max_body_bytes", "33554432"},  /* request body limit (32 MiB) */
+	{"connection_memory", "131072"}, /* libmicrohttpd per-connection memory */
+	{"connection_timeout", "30"},    /* seconds a connection may stay idle */
+	{"per_ip_connections", "64"},    /* concurrent connections from one address */
+	{"max_connections", "512"},
+	{"shutdown_timeout", "30"}, /* seconds in-flight requests get on SIGTERM */
+	{"fault_injection", "0"},   /* tests only: honour X-Agentd-Fail-Alloc */
+	{"engine_threads", "2"},
+	{"policy_file", ""},
+	{"audit_checkpoint_every", "1000"},  /* records between signed checkpoints */
+	{"audit_retention_days", "0"},       /* 0 keeps every record */
+	{"max_document_bytes", "209715200"}, /* largest document accepted for ingestion (200 MiB) */
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -88,7 +88,7 @@ const char *agentd_config_get(const agentd_config *cfg, const char *key)
 }
 
 int agentd_config_get_long(const agentd_config *cfg, const char *key, long long min, long long max,
-                           long long *out)
+			   long long *out)
 {
 	const char *v = agentd_config_get(cfg, key);
 	if (!v)
@@ -165,7 +165,7 @@ int agentd_config_load(agentd_config *cfg, const char *path)
 }
 
 int agentd_cli_parse(int argc, char **argv, agentd_config *cfg, const char *const *extra,
-                     const char **extra_values, const char **positional, int max_pos, int *npositional)
+		     const char **extra_values, const char **positional, int max_pos, int *npositional)
 {
 	int npos = 0;
 	const char *config_file = NULL;

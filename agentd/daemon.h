@@ -32,7 +32,7 @@ typedef struct agentd_metrics agentd_metrics;
 int agentd_metrics_new(agentd_metrics **out);
 void agentd_metrics_free(agentd_metrics *m);
 void agentd_metrics_request(agentd_metrics *m, const char *method, const char *route, int status,
-                            double seconds);
+			    double seconds);
 void agentd_metrics_connection(agentd_metrics *m, int delta);
 /* Prometheus text exposition format; caller frees. */
 int agentd_metrics_render(agentd_metrics *m, char **out, size_t *len);

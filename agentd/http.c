@@ -62,7 +62,7 @@ static char oom_sentinel;
 /* ------------------------------------------------------------ responses */
 
 int agentd_reply_text(agentd_response *res, int status, const char *content_type, const char *data,
-                      size_t len)
+		      size_t len)
 {
 	char *copy = ag_malloc(len + 1);
 	if (!copy)
@@ -98,7 +98,7 @@ int agentd_reply_json(agentd_response *res, int status, json_t *v)
 int agentd_reply_error(agentd_response *res, int code, const char *message)
 {
 	json_t *v = json_pack("{s:{s:s, s:s}}", "error", "code", ag_error_name(code), "message",
-	                      message && *message ? message : ag_error_name(code));
+			      message && *message ? message : ag_error_name(code));
 	return agentd_reply_json(res, ag_error_http_status(code), v);
 }
 
@@ -115,7 +115,7 @@ int agentd_reply_header(agentd_response *res, const char *name, const char *valu
 }
 
 void agentd_reply_stream(agentd_response *res, const char *content_type, agentd_stream_fn fn, void *cls,
-                         void (*free_fn)(void *))
+			 void (*free_fn)(void *))
 {
 	res->status = 200;
 	res->content_type = content_type;
@@ -188,7 +188,7 @@ const char *agentd_ctx_data_dir(const agentd_ctx *ctx) { return ctx->data_dir; }
 static enum MHD_Result queue_static(struct MHD_Connection *conn, unsigned status, const char *body)
 {
 	struct MHD_Response *r =
-	        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", "application/json");
@@ -335,7 +335,7 @@ static int authenticate(struct MHD_Connection *conn, sqlite3 *db, agentd_princip
 }
 
 static void dispatch(struct MHD_Connection *conn, http_request *hr, const char *url, const char *method,
-                     agentd_response *res)
+		     agentd_response *res)
 {
 	agentd_ctx *ctx = hr->ctx;
 	agentd_match m;
@@ -350,8 +350,8 @@ static void dispatch(struct MHD_Connection *conn, http_request *hr, const char *
 			snprintf(msg, sizeof msg, "%s is not allowed here; use %s", method, m.allow);
 			response_clear(res);
 			if (agentd_reply_json(res, 405,
-			                      json_pack("{s:{s:s, s:s}}", "error", "code",
-			                                "method_not_allowed", "message", msg)))
+					      json_pack("{s:{s:s, s:s}}", "error", "code",
+							"method_not_allowed", "message", msg)))
 				res->status = 503;
 			else
 				agentd_reply_header(res, "Allow", m.allow);
@@ -389,7 +389,7 @@ static void dispatch(struct MHD_Connection *conn, http_request *hr, const char *
 		if (rc) {
 			/* Say nothing about why a key failed beyond "invalid": no oracle for guessing. */
 			fill_error(res, rc,
-			           rc == AG_EUNAUTH ? ag_error_last() : "could not check the API key");
+				   rc == AG_EUNAUTH ? ag_error_last() : "could not check the API key");
 			if (rc == AG_EUNAUTH)
 				agentd_reply_header(res, "WWW-Authenticate", "Bearer");
 			goto out;
@@ -397,7 +397,7 @@ static void dispatch(struct MHD_Connection *conn, http_request *hr, const char *
 		req.principal = &principal;
 		if (!(principal.role & m.route->roles)) {
 			ag_error_set(AG_EDENIED, "role '%s' may not use %s %s", principal.role_name, method,
-			             m.route->pattern);
+				     m.route->pattern);
 			fill_error(res, AG_EDENIED, ag_error_last());
 			goto out;
 		}
@@ -428,7 +428,7 @@ static bool valid_request_id(const char *s)
 }
 
 static enum MHD_Result on_first_call(agentd_ctx *ctx, struct MHD_Connection *conn, const char *method,
-                                     void **con_cls)
+				     void **con_cls)
 {
 	atomic_fetch_add(&ctx->inflight, 1);
 	http_request *hr = ag_calloc(1, sizeof *hr);
@@ -466,7 +466,7 @@ static enum MHD_Result on_first_call(agentd_ctx *ctx, struct MHD_Connection *con
 		agentd_response res = {0};
 		char msg[128];
 		snprintf(msg, sizeof msg, "request body of %lld bytes is over the limit of %zu", announced,
-		         ctx->max_body);
+			 ctx->max_body);
 		fill_error(&res, AG_ELIMIT, msg);
 		return send_response(conn, hr, &res);
 	}
@@ -474,8 +474,8 @@ static enum MHD_Result on_first_call(agentd_ctx *ctx, struct MHD_Connection *con
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
 {
 	(void)version;
 	agentd_ctx *ctx = cls;
@@ -546,7 +546,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+			 enum MHD_RequestTerminationCode toe)
 {
 	(void)conn;
 	agentd_ctx *ctx = cls;
@@ -571,7 +571,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode toe)
+			  enum MHD_ConnectionNotificationCode toe)
 {
 	(void)conn;
 	(void)socket_context;
@@ -631,24 +631,24 @@ int agentd_http_start(agentd_ctx *ctx)
 	if ((rc = parse_listen(agentd_config_get(ctx->cfg, "listen"), &ss, &sslen)))
 		return rc;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-	                 MHD_USE_ITC | MHD_USE_ERROR_LOG;
+			 MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	atomic_store(&ticker_run, true);
 	if (pthread_create(&ticker_thread, NULL, ticker_main, NULL) != 0)
 		return ag_error_set(AG_ERR, "could not start the stream ticker thread");
 	ctx->mhd = MHD_start_daemon(
-	        flags, 0, NULL, NULL, on_request, ctx, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
-	        (unsigned)threads, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)conn_mem,
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	        (unsigned)per_ip, MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
-	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, ctx, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-	        ctx, MHD_OPTION_END);
+		flags, 0, NULL, NULL, on_request, ctx, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_THREAD_POOL_SIZE,
+		(unsigned)threads, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)conn_mem,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)timeout, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		(unsigned)per_ip, MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, ctx, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+		ctx, MHD_OPTION_END);
 	if (!ctx->mhd) {
 		atomic_store(&ticker_run, false);
 		pthread_join(ticker_thread, NULL);
 		return ag_error_set(AG_EIO, "could not listen on %s (address in use or not permitted?)",
-		                    agentd_config_get(ctx->cfg, "listen"));
+				    agentd_config_get(ctx->cfg, "listen"));
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(ctx->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	ctx->port = info ? info->port : 0;
@@ -668,7 +668,7 @@ void agentd_http_stop(agentd_ctx *ctx, int64_t timeout_ms)
 		nanosleep(&ts, NULL);
 	if (atomic_load(&ctx->inflight) > 0)
 		ag_warn("stopping with %d requests still in flight after %lld ms",
-		        atomic_load(&ctx->inflight), (long long)timeout_ms);
+			atomic_load(&ctx->inflight), (long long)timeout_ms);
 	atomic_store(&ticker_run, false);
 	pthread_join(ticker_thread, NULL);
 	resume_all(); /* MHD must not be stopped with suspended connections */

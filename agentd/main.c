@@ -9,9 +9,9 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *usage;
 } commands[] = {
-        {"serve", agentd_cmd_serve,
-         "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--model FILE.gguf | --remote URL]"},
-        {"keys", agentd_cmd_keys, "keys create --tenant T --user U --role R"},
+	{"serve", agentd_cmd_serve,
+	 "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--model FILE.gguf | --remote URL]"},
+	{"keys", agentd_cmd_keys, "keys create --tenant T --user U --role R"},
 };
 
 static void usage(FILE *f)

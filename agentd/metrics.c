@@ -58,7 +58,7 @@ static const char *static_method(const char *method)
 }
 
 void agentd_metrics_request(agentd_metrics *m, const char *method, const char *route, int status,
-                            double seconds)
+			    double seconds)
 {
 	method = static_method(method);
 	pthread_mutex_lock(&m->lock);
@@ -101,33 +101,33 @@ int agentd_metrics_render(agentd_metrics *m, char **out, size_t *len)
 	int rc = 0;
 	pthread_mutex_lock(&m->lock);
 	rc |= ag_buf_puts(&b, "# HELP agentd_http_requests_total HTTP requests by method, route and status.\n"
-	                      "# TYPE agentd_http_requests_total counter\n");
+			      "# TYPE agentd_http_requests_total counter\n");
 	for (int i = 0; i < m->nseries && !rc; i++) {
 		series *s = &m->requests[i];
 		rc |= ag_buf_printf(
-		        &b, "agentd_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
-		        s->method, s->route, s->status, s->count);
+			&b, "agentd_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
+			s->method, s->route, s->status, s->count);
 	}
 	rc |= ag_buf_printf(&b,
-	                    "# HELP agentd_http_requests_unlabelled_total Requests beyond the label limit.\n"
-	                    "# TYPE agentd_http_requests_unlabelled_total counter\n"
-	                    "agentd_http_requests_unlabelled_total %llu\n",
-	                    m->overflow);
+			    "# HELP agentd_http_requests_unlabelled_total Requests beyond the label limit.\n"
+			    "# TYPE agentd_http_requests_unlabelled_total counter\n"
+			    "agentd_http_requests_unlabelled_total %llu\n",
+			    m->overflow);
 	rc |= ag_buf_puts(&b, "# HELP agentd_http_request_duration_seconds Time from request to response.\n"
-	                      "# TYPE agentd_http_request_duration_seconds histogram\n");
+			      "# TYPE agentd_http_request_duration_seconds histogram\n");
 	for (size_t i = 0; i < NBUCKETS && !rc; i++)
 		rc |= ag_buf_printf(&b, "agentd_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-		                    latency_buckets[i], m->buckets[i]);
+				    latency_buckets[i], m->buckets[i]);
 	rc |= ag_buf_printf(&b,
-	                    "agentd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-	                    "agentd_http_request_duration_seconds_sum %.6f\n"
-	                    "agentd_http_request_duration_seconds_count %llu\n",
-	                    m->latency_count, m->latency_sum, m->latency_count);
+			    "agentd_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+			    "agentd_http_request_duration_seconds_sum %.6f\n"
+			    "agentd_http_request_duration_seconds_count %llu\n",
+			    m->latency_count, m->latency_sum, m->latency_count);
 	rc |= ag_buf_printf(&b,
-	                    "# HELP agentd_http_open_connections Connections open now.\n"
-	                    "# TYPE agentd_http_open_connections gauge\n"
-	                    "agentd_http_open_connections %ld\n",
-	                    m->open_connections);
+			    "# HELP agentd_http_open_connections Connections open now.\n"
+			    "# TYPE agentd_http_open_connections gauge\n"
+			    "agentd_http_open_connections %ld\n",
+			    m->open_connections);
 	pthread_mutex_unlock(&m->lock);
 	if (rc) {
 		ag_buf_free(&b);

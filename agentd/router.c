@@ -9,7 +9,8 @@
 
 /* Every route table the daemon serves; each ends with a {NULL} entry. */
 static const agentd_route *const route_tables[] = {
-        agentd_routes_core,
+	agentd_routes_core,
+	agentd_routes_memory,
 };
 
 static int hexval(char c)

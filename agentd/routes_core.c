@@ -47,8 +47,8 @@ static int post_keys(agentd_request *req, agentd_response *res)
 		goto out;
 	ag_info("key %s created for %s/%s (%s) by %s", key_id, tenant, user, role, req->principal->user);
 	rc = agentd_reply_json(res, 201,
-	                       json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", key, "key_id", key_id, "tenant",
-	                                 tenant, "user", user, "role", role));
+			       json_pack("{s:s, s:s, s:s, s:s, s:s}", "key", key, "key_id", key_id, "tenant",
+					 tenant, "user", user, "role", role));
 	memset(key, 0, strlen(key));
 	ag_free(key);
 	ag_free(key_id);
@@ -75,10 +75,10 @@ static int delete_key(agentd_request *req, agentd_response *res)
 }
 
 const agentd_route agentd_routes_core[] = {
-        {"GET", "/healthz", AGENTD_PUBLIC, get_healthz},
-        {"GET", "/metrics", AGENTD_PUBLIC, get_metrics},
-        {"POST", "/v1/keys", AGENTD_ROLE_ADMIN, post_keys},
-        {"GET", "/v1/keys", AGENTD_ROLE_ADMIN, get_keys},
-        {"DELETE", "/v1/keys/{id}", AGENTD_ROLE_ADMIN, delete_key},
-        {NULL, NULL, 0, NULL},
+	{"GET", "/healthz", AGENTD_PUBLIC, get_healthz},
+	{"GET", "/metrics", AGENTD_PUBLIC, get_metrics},
+	{"POST", "/v1/keys", AGENTD_ROLE_ADMIN, post_keys},
+	{"GET", "/v1/keys", AGENTD_ROLE_ADMIN, get_keys},
+	{"DELETE", "/v1/keys/{id}", AGENTD_ROLE_ADMIN, delete_key},
+	{NULL, NULL, 0, NULL},
 };

@@ -80,12 +80,12 @@ typedef struct agentd_response {
 /* Fill the response. Each returns 0 or AG_ENOMEM. */
 int agentd_reply_json(agentd_response *res, int status, json_t *v); /* steals the reference to v */
 int agentd_reply_text(agentd_response *res, int status, const char *content_type, const char *data,
-                      size_t len);
+		      size_t len);
 int agentd_reply_header(agentd_response *res, const char *name, const char *value);
 /* An error body for code (AG_E*) with message; also used for errors handlers return. */
 int agentd_reply_error(agentd_response *res, int code, const char *message);
 void agentd_reply_stream(agentd_response *res, const char *content_type, agentd_stream_fn fn, void *cls,
-                         void (*free_fn)(void *));
+			 void (*free_fn)(void *));
 
 typedef int (*agentd_handler_fn)(agentd_request *req, agentd_response *res);
 
@@ -110,5 +110,6 @@ extern const agentd_route agentd_routes_retrieval[]; /* routes_retrieval.c */
 extern const agentd_route agentd_routes_audit[];     /* routes_audit.c */
 extern const agentd_route agentd_routes_tools[];     /* routes_tools.c */
 extern const agentd_route agentd_routes_policies[];  /* routes_policies.c */
+extern const agentd_route agentd_routes_memory[];    /* routes_memory.c */
 
 #endif

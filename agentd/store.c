@@ -4,6 +4,7 @@
  */
 #include "agentd/cli.h"
 #include "agentd/auth.h"
+#include "memory/memory.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -22,7 +23,8 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 		return rc;
 	/* Each module brings its own tables up to date; order follows dependencies. */
 	int (*const migrations[])(sqlite3 *) = {
-	        agentd_auth_migrate,
+		agentd_auth_migrate,
+		memory_migrate,
 	};
 	for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++) {
 		if ((rc = migrations[i](db))) {

@@ -123,12 +123,12 @@ int ag_db_schema_version(sqlite3 *db, const char *module, int *out)
 	sqlite3_stmt *st;
 	*out = 0;
 	int rc = ag_db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-	                        "module TEXT NOT NULL, version INTEGER NOT NULL, applied_at INTEGER NOT NULL,"
-	                        "PRIMARY KEY (module, version))");
+				"module TEXT NOT NULL, version INTEGER NOT NULL, applied_at INTEGER NOT NULL,"
+				"PRIMARY KEY (module, version))");
 	if (rc)
 		return rc;
 	rc = ag_db_prepare(db, &st,
-	                   "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE module = ?");
+			   "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE module = ?");
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
@@ -151,9 +151,9 @@ int ag_db_migrate(sqlite3 *db, const ag_migration_set *set)
 		return rc;
 	if (have > set->count)
 		return ag_error_set(
-		        AG_ECORRUPT,
-		        "database schema of '%s' is version %d, newer than this agentd knows (%d)",
-		        set->module, have, set->count);
+			AG_ECORRUPT,
+			"database schema of '%s' is version %d, newer than this agentd knows (%d)",
+			set->module, have, set->count);
 	for (int v = have + 1; v <= set->count; v++) {
 		if ((rc = ag_db_begin(db)))
 			return rc;
@@ -161,8 +161,8 @@ int ag_db_migrate(sqlite3 *db, const ag_migration_set *set)
 		if (!rc) {
 			sqlite3_stmt *st;
 			rc = ag_db_prepare(db, &st,
-			                   "INSERT INTO schema_migrations(module, version, applied_at) "
-			                   "VALUES (?, ?, ?)");
+					   "INSERT INTO schema_migrations(module, version, applied_at) "
+					   "VALUES (?, ?, ?)");
 			if (!rc) {
 				sqlite3_bind_text(st, 1, set->module, -1, SQLITE_STATIC);
 				sqlite3_bind_int(st, 2, v);

@@ -17,20 +17,20 @@ static const struct {
 	const char *name;
 	int http;
 } error_table[] = {
-        {AG_OK, "ok", 200},
-        {AG_ERR, "internal_error", 500},
-        {AG_ENOMEM, "out_of_memory", 503},
-        {AG_EINVAL, "bad_request", 400},
-        {AG_ENOTFOUND, "not_found", 404},
-        {AG_EUNAUTH, "unauthorized", 401},
-        {AG_EDENIED, "forbidden", 403},
-        {AG_ELIMIT, "too_large", 413},
-        {AG_ETIMEOUT, "timeout", 504},
-        {AG_ECORRUPT, "corrupt", 422},
-        {AG_EBUSY, "busy", 503},
-        {AG_EIO, "io_error", 500},
-        {AG_ECONFLICT, "conflict", 409},
-        {AG_EUNSUPPORTED, "unsupported", 415},
+	{AG_OK, "ok", 200},
+	{AG_ERR, "internal_error", 500},
+	{AG_ENOMEM, "out_of_memory", 503},
+	{AG_EINVAL, "bad_request", 400},
+	{AG_ENOTFOUND, "not_found", 404},
+	{AG_EUNAUTH, "unauthorized", 401},
+	{AG_EDENIED, "forbidden", 403},
+	{AG_ELIMIT, "too_large", 413},
+	{AG_ETIMEOUT, "timeout", 504},
+	{AG_ECORRUPT, "corrupt", 422},
+	{AG_EBUSY, "busy", 503},
+	{AG_EIO, "io_error", 500},
+	{AG_ECONFLICT, "conflict", 409},
+	{AG_EUNSUPPORTED, "unsupported", 415},
 };
 
 static void set_message(const char *fmt, va_list ap)

@@ -15,7 +15,7 @@ int ag_json_parse(json_t **out, const char *text, size_t len)
 		    ag_alloc_thread_failures() != failures)
 			return ag_error_set(AG_ENOMEM, "out of memory parsing JSON");
 		return ag_error_set(AG_EINVAL, "invalid JSON at line %d, column %d: %s", err.line, err.column,
-		                    err.text);
+				    err.text);
 	}
 	*out = v;
 	return 0;

@@ -152,7 +152,7 @@ int ag_read_file(const char *path, size_t max_bytes, char **out, size_t *len_out
 	if ((uint64_t)st.st_size > max_bytes) {
 		close(fd);
 		return ag_error_set(AG_ELIMIT, "%s: %lld bytes is over the limit of %zu", path,
-		                    (long long)st.st_size, max_bytes);
+				    (long long)st.st_size, max_bytes);
 	}
 	size_t n = (size_t)st.st_size;
 	char *buf = ag_malloc(n + 1);

@@ -153,7 +153,7 @@ static void test_db_migrations(void **state)
 
 	/* A failing migration rolls back and leaves the version where it was. */
 	static const char *const v2[] = {"CREATE TABLE t(x INTEGER)", "ALTER TABLE t ADD COLUMN y TEXT",
-	                                 "CREATE TABLE u(a); SELECT * FROM nowhere"};
+					 "CREATE TABLE u(a); SELECT * FROM nowhere"};
 	ag_migration_set set2 = {"test", v2, 3};
 	assert_int_not_equal(ag_db_migrate(db, &set2), 0);
 	assert_non_null(strstr(ag_error_last(), "migration 3"));
@@ -233,10 +233,10 @@ int main(void)
 {
 	ag_alloc_init();
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_error_slot), cmocka_unit_test(test_alloc_fault_injection),
-	        cmocka_unit_test(test_buf),        cmocka_unit_test(test_arena),
-	        cmocka_unit_test(test_json),       cmocka_unit_test(test_db_migrations),
-	        cmocka_unit_test(test_utils),
+		cmocka_unit_test(test_error_slot), cmocka_unit_test(test_alloc_fault_injection),
+		cmocka_unit_test(test_buf),        cmocka_unit_test(test_arena),
+		cmocka_unit_test(test_json),       cmocka_unit_test(test_db_migrations),
+		cmocka_unit_test(test_utils),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,24 +67,24 @@ static void load_seeds(seeds *s, const char *name)
 }
 
 static const char *const tokens[] = {"{",
-                                     "}",
-                                     "[",
-                                     "]",
-                                     "\"",
-                                     ":",
-                                     ",",
-                                     "=",
-                                     "\n",
-                                     "#",
-                                     "\\",
-                                     "%",
-                                     "/",
-                                     "\xff",
-                                     "\xc3\xa9",
-                                     "-1",
-                                     "99999999999999999999",
-                                     "\0",
-                                     " "};
+				     "}",
+				     "[",
+				     "]",
+				     "\"",
+				     ":",
+				     ",",
+				     "=",
+				     "\n",
+				     "#",
+				     "\\",
+				     "%",
+				     "/",
+				     "\xff",
+				     "\xc3\xa9",
+				     "-1",
+				     "99999999999999999999",
+				     "\0",
+				     " "};
 
 static size_t mutate(uint8_t *buf, size_t len, size_t cap)
 {

@@ -1,0 +1,61 @@
+/*
+ * memory: long-lived per-user memory held as the model's own recurrent state.
+ *
+ * A user's memory is the engine's serialised sequence state (Mamba conv and
+ * SSM states, attention K/V) with its token count and the identity of the
+ * model that made it, stored per tenant+user in SQLite as a versioned,
+ * compressed BLOB. This layer stores and guards those bytes; it never
+ * interprets them, so a state made by one model is refused by another by
+ * identity alone. Saves are optimistic: each carries the version it was
+ * based on, and a save over a newer version is a conflict the caller
+ * resolves (wait and rebase), so two requests never interleave a state.
+ */
+#ifndef AG_MEMORY_H
+#define AG_MEMORY_H
+
+#include "common/common.h"
+
+#define MEMORY_MODEL_ID_MAX 64
+
+typedef struct memory_info {
+	int64_t tokens;       /* tokens the state has absorbed */
+	int64_t state_bytes;  /* size of the serialised state */
+	int64_t stored_bytes; /* size as stored (compressed) */
+	int64_t updated_ms;
+	int64_t version; /* increases by one with every save */
+	char model_id[MEMORY_MODEL_ID_MAX + 1];
+} memory_info;
+
+int memory_migrate(sqlite3 *db);
+
+/* The record's description without its state; AG_ENOTFOUND when the user has none. */
+int memory_get_info(sqlite3 *db, const char *tenant, const char *user, memory_info *out);
+
+/* Loads and decompresses the state. AG_ENOTFOUND when there is none; AG_ECONFLICT
+ * when it was saved by another model than model_id (it is never handed out then);
+ * AG_ECORRUPT when the stored bytes fail their checks. *state is the caller's. */
+int memory_load(sqlite3 *db, const char *tenant, const char *user, const char *model_id, uint8_t **state,
+		size_t *len, memory_info *info);
+
+/* Stores a new state for the user. expected_version is the version the state was
+ * built on (0: the user had none); if the stored version differs the save is
+ * refused with AG_ECONFLICT and nothing changes. Runs in its own transaction,
+ * or in the caller's if one is open. */
+int memory_save(sqlite3 *db, const char *tenant, const char *user, const char *model_id, const uint8_t *state,
+		size_t len, int64_t tokens, int64_t expected_version, int64_t *new_version);
+
+/* Forgets the user's memory; AG_ENOTFOUND if there was none. */
+int memory_delete(sqlite3 *db, const char *tenant, const char *user);
+
+/* A self-describing copy of a user's memory (model id, tokens, compressed state,
+ * checksum) for an administrator to move between installations. */
+int memory_export(sqlite3 *db, const char *tenant, const char *user, uint8_t **out, size_t *len);
+/* Replaces the user's memory with an exported copy after checking it whole. */
+int memory_import(sqlite3 *db, const char *tenant, const char *user, const uint8_t *data, size_t len);
+
+/* In-process serialisation of one user's runs: the second request of a user
+ * waits until the first has committed. Names are tenant+user. */
+int memory_user_lock(const char *tenant, const char *user);
+void memory_user_unlock(const char *tenant, const char *user);
+
+#endif
