@@ -538,6 +538,17 @@ int agentd_runs_get(sqlite3 *db, const char *tenant, const char *id, json_t **ou
 		json_object_update(v, result);
 	json_decref(result);
 
+	/* A waiting run shows what it waits for: the last approval request. */
+	if (strcmp(json_string_value(json_object_get(v, "status")), "waiting_approval") == 0 &&
+	    ag_db_prepare(db, &st,
+			  "SELECT data FROM run_events WHERE run_id = ? AND type = "
+			  "'run.waiting_approval' ORDER BY seq DESC LIMIT 1") == 0) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			json_object_set_new(v, "pending_approval", parse_or_null(sqlite3_column_text(st, 0)));
+		sqlite3_finalize(st);
+	}
+
 	/* Steps: the completed-step events, in order. */
 	json_t *steps = json_array();
 	if ((rc = ag_db_prepare(db, &st,
