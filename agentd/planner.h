@@ -52,6 +52,23 @@ typedef struct agentd_services {
 	void *cls;
 } agentd_services;
 
+/* ----------------------------------------------------------- agent runs */
+
+/* The executor for runs of kind "agent"; cls is an agentd_services. The request:
+ * {"input": QUESTION, "collections": [...], "tools": [...], "requirements": [...],
+ *  "budget": {"max_steps", "max_tokens", "max_seconds", "max_tool_calls"}, "k": N}. */
+int agentd_agent_execute(agentd_run *run, void *cls);
+
+/* Checks a draft answer against the run's documents and requirements. documents is the
+ * array given to the model (each {"title", "text", "chunk_id", "document_id", "start_byte"});
+ * *citations (caller's) lists the quotes found, *problems (caller's) what failed (empty: ok). */
+int agentd_answer_check(const char *answer, const json_t *documents, const json_t *requirements,
+			json_t **citations, json_t **problems);
+/* Parses requirements given as objects ({"type": "min_citations", "value": 2}) or as
+ * sentences ("cite at least two documents", "answer in under 100 words",
+ * "must mention X"); *out is the normalised array. AG_EINVAL for one it cannot read. */
+int agentd_requirements_parse(const json_t *in, json_t **out);
+
 /* ------------------------------------------------------------ workflows */
 
 int agentd_workflows_migrate(sqlite3 *db);
