@@ -5,6 +5,7 @@
 #include "agentd/cli.h"
 #include "agentd/auth.h"
 #include "memory/memory.h"
+#include "retrieval/retrieval.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 	int (*const migrations[])(sqlite3 *) = {
 		agentd_auth_migrate,
 		memory_migrate,
+		retrieval_migrate,
 	};
 	for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++) {
 		if ((rc = migrations[i](db))) {
