@@ -6,6 +6,7 @@
  */
 #include "agentd/auth.h"
 #include "agentd/daemon.h"
+#include "agentd/services.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -80,6 +81,8 @@ int agentd_cmd_serve(int argc, char **argv)
 
 	sqlite3 *db = NULL;
 	long long threads, shutdown_s;
+	agentd_service_ctx service_ctx = {0};
+	agentd_services services;
 	char db_path[PATH_MAX + 16];
 	if ((rc = agentd_store_open(cfg, &db)) || (rc = ensure_admin_key(db, ctx.data_dir)))
 		goto fail;
@@ -89,6 +92,16 @@ int agentd_cmd_serve(int argc, char **argv)
 	snprintf(db_path, sizeof db_path, "%s/agentd.db", ctx.data_dir);
 	if ((rc = agentd_dbpool_new(&ctx.pool, db_path, (int)threads + 4)) ||
 	    (rc = agentd_metrics_new(&ctx.metrics)))
+		goto fail;
+	long long workers;
+	if ((rc = agentd_config_get_long(cfg, "run_workers", 1, 64, &workers)) ||
+	    (rc = agentd_runs_start(&ctx.runs, db_path, (int)workers)))
+		goto fail;
+	agentd_services_init(&services, &service_ctx);
+	ctx.services = &services;
+	agentd_runs_set_executor(ctx.runs, "agent", agentd_agent_execute, &services);
+	agentd_runs_set_executor(ctx.runs, "workflow", agentd_workflow_execute, &services);
+	if ((rc = agentd_runs_resume(ctx.runs, db)))
 		goto fail;
 	if ((rc = agentd_http_start(&ctx)))
 		goto fail;
@@ -111,6 +124,7 @@ int agentd_cmd_serve(int argc, char **argv)
 			sig == SIGINT ? "SIGINT" : "SIGTERM", shutdown_s);
 		break;
 	}
+	atomic_store(&ctx.stopping, true);
 	agentd_http_stop(&ctx, shutdown_s * 1000);
 	status = 0;
 	goto done;
@@ -118,6 +132,7 @@ fail:
 	fprintf(stderr, "agentd: %s\n", ag_error_last());
 	status = 1;
 done:
+	agentd_runs_stop(ctx.runs); /* unfinished runs stay 'running' and resume on the next start */
 	agentd_dbpool_free(ctx.pool);
 	agentd_metrics_free(ctx.metrics);
 	ag_db_close(db);

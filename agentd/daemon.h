@@ -62,7 +62,10 @@ struct agentd_ctx {
 	bool fault_injection;
 	atomic_int inflight; /* requests between their first byte and their completion */
 	struct MHD_Daemon *mhd;
-	unsigned short port; /* the bound port (useful when the configuration asked for 0) */
+	unsigned short port;              /* the bound port (useful when the configuration asked for 0) */
+	struct agentd_runs *runs;         /* the run workers */
+	struct agentd_services *services; /* what runs act through (model, tools, retrieval) */
+	atomic_bool stopping;             /* set on SIGTERM: event streams end */
 };
 
 /* Starts the HTTP server on the configured address. */

@@ -8,10 +8,13 @@
 #include <string.h>
 
 /* Every route table the daemon serves; each ends with a {NULL} entry. */
+/* clang-format off */
 static const agentd_route *const route_tables[] = {
 	agentd_routes_core,
 	agentd_routes_memory,
+	agentd_routes_runs,
 };
+/* clang-format on */
 
 static int hexval(char c)
 {

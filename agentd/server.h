@@ -111,5 +111,6 @@ extern const agentd_route agentd_routes_audit[];     /* routes_audit.c */
 extern const agentd_route agentd_routes_tools[];     /* routes_tools.c */
 extern const agentd_route agentd_routes_policies[];  /* routes_policies.c */
 extern const agentd_route agentd_routes_memory[];    /* routes_memory.c */
+extern const agentd_route agentd_routes_runs[];      /* routes_runs.c: runs and workflows */
 
 #endif

@@ -5,6 +5,8 @@
 #include "agentd/cli.h"
 #include "agentd/auth.h"
 #include "memory/memory.h"
+#include "agentd/runs.h"
+#include "agentd/planner.h"
 #include "retrieval/retrieval.h"
 
 #include <limits.h>
@@ -23,11 +25,15 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 	if ((rc = ag_db_open(&db, path)))
 		return rc;
 	/* Each module brings its own tables up to date; order follows dependencies. */
+	/* clang-format off */
 	int (*const migrations[])(sqlite3 *) = {
 		agentd_auth_migrate,
 		memory_migrate,
 		retrieval_migrate,
+		agentd_runs_migrate,
+		agentd_workflows_migrate,
 	};
+	/* clang-format on */
 	for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++) {
 		if ((rc = migrations[i](db))) {
 			ag_db_close(db);
