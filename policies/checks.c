@@ -243,7 +243,8 @@ int policies_redact(const policies_policy *p, const policies_principal *who, pol
 			   p->rules[limit_rule].id);
 		return pol_log_decision("redact", who, &out->decision);
 	}
-	qsort(spans, n, sizeof *spans, span_cmp);
+	if (n > 1)
+		qsort(spans, n, sizeof *spans, span_cmp);
 	ag_buf b = AG_BUF_INIT;
 	size_t at = 0;
 	rc = ag_buf_reserve(&b, len + 1);

@@ -111,6 +111,38 @@ void pol_list_free(pol_list *l)
 	memset(l, 0, sizeof *l);
 }
 
+/* Policies are UTF-8 text: patterns are compiled as UTF-8 and the text is shown back as JSON. */
+static bool valid_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned char c = s[i];
+		size_t k;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xE0) == 0xC0) {
+			k = 1, cp = c & 0x1F;
+		} else if ((c & 0xF0) == 0xE0) {
+			k = 2, cp = c & 0x0F;
+		} else if ((c & 0xF8) == 0xF0) {
+			k = 3, cp = c & 0x07;
+		} else {
+			return false;
+		}
+		for (size_t j = 1; j <= k; j++) {
+			if (i + j >= n || (s[i + j] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + j] & 0x3F);
+		}
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+		    (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
 static void parse_list(parser *ps, int line, const char *key, const char *v, pol_list *out)
 {
 	pol_list_free(out);
@@ -586,7 +618,14 @@ int policies_parse(policies_policy **out, policies_diag **diag_out, const char *
 	ps.p = p;
 	p->gctx = pol_general_context();
 	p->name = ag_strdup(name);
-	p->text = ag_strndup(text ? text : "", text ? len : 0);
+	if (!text)
+		len = 0;
+	/* Not strndup: the text may hold NUL bytes (refused below, but hashed and kept whole). */
+	p->text = ag_malloc(len + 1);
+	if (p->text) {
+		memcpy(p->text, text ? text : "", len);
+		p->text[len] = '\0';
+	}
 	if (!p->gctx || !p->name || !p->text) {
 		ps.oom = true;
 		goto done;
@@ -616,6 +655,10 @@ int policies_parse(policies_policy **out, policies_diag **diag_out, const char *
 			n--;
 		if (n > POL_MAX_LINE) {
 			diag_add(&ps, lineno, "line longer than %d bytes", POL_MAX_LINE);
+			continue;
+		}
+		if (!valid_utf8((const unsigned char *)s, n)) {
+			diag_add(&ps, lineno, "the line is not valid UTF-8");
 			continue;
 		}
 		memcpy(line, s, n);

@@ -139,6 +139,14 @@ static void test_errors_name_their_lines(void **state)
 	assert_int_equal(policies_parse(&p, NULL, "[role a]\n\0x", 11, "nul"), AG_EINVAL);
 	assert_non_null(strstr(ag_error_last(), "NUL"));
 	assert_int_equal(policies_parse(&p, NULL, "", 0, "empty"), AG_EINVAL);
+	/* Invalid UTF-8 (a stray continuation byte, an overlong form) is refused by line. */
+	assert_int_equal(parse(&p, &d, "[role a]\n# caf\xc3\xa9 ok\ntools = \x80x\n"), AG_EINVAL);
+	assert_true(has_error_at(d, 3, "UTF-8"));
+	assert_int_equal(d->count, 1);
+	policies_diag_free(d);
+	assert_int_equal(parse(&p, &d, "[role a]\n#\xc0\xaf\n"), AG_EINVAL);
+	assert_true(has_error_at(d, 2, "UTF-8"));
+	policies_diag_free(d);
 	/* '*' cannot be mixed with names; ids are checked. */
 	assert_int_equal(parse(&p, &d, "[role a]\ntools = *, sql\n"), AG_EINVAL);
 	assert_true(has_error_at(d, 2, "'*'"));
