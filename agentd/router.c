@@ -12,7 +12,9 @@
 static const agentd_route *const route_tables[] = {
 	agentd_routes_core,
 	agentd_routes_memory,
+	agentd_routes_retrieval,
 	agentd_routes_runs,
+	agentd_routes_audit,
 };
 /* clang-format on */
 

@@ -3,6 +3,7 @@
  * module's schema brought up to date by its migrations at open.
  */
 #include "agentd/cli.h"
+#include "agentd/audit.h"
 #include "agentd/auth.h"
 #include "memory/memory.h"
 #include "agentd/runs.h"
@@ -28,6 +29,7 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 	/* clang-format off */
 	int (*const migrations[])(sqlite3 *) = {
 		agentd_auth_migrate,
+		agentd_audit_migrate,
 		memory_migrate,
 		retrieval_migrate,
 		agentd_runs_migrate,
