@@ -18,13 +18,29 @@ static int usage(void)
 
 int agentd_cmd_policy(int argc, char **argv)
 {
-	if (argc == 1 && strcmp(argv[0], "default") == 0) {
+	if (argc < 1 || (strcmp(argv[0], "check") != 0 && strcmp(argv[0], "default") != 0))
+		return usage();
+	/* --data and --config are accepted like everywhere else, and not needed. */
+	agentd_config *cfg;
+	if (agentd_config_new(&cfg)) {
+		fprintf(stderr, "agentd: %s\n", ag_error_last());
+		return 1;
+	}
+	const char *pos[1] = {NULL};
+	int npos = 0;
+	int st = agentd_cli_parse(argc - 1, argv + 1, cfg, NULL, NULL, pos, 1, &npos);
+	agentd_config_free(cfg);
+	if (st)
+		return st;
+	if (strcmp(argv[0], "default") == 0) {
+		if (npos != 0)
+			return usage();
 		fputs(policies_default_text(), stdout);
 		return 0;
 	}
-	if (argc != 2 || strcmp(argv[0], "check") != 0 || argv[1][0] == '\0')
+	if (npos != 1 || !*pos[0])
 		return usage();
-	const char *path = argv[1];
+	const char *path = pos[0];
 	ag_log_set_level(AG_LOG_OFF); /* the findings go to stderr below, once each */
 	policies_policy *p;
 	policies_diag *d = NULL;
