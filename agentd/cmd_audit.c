@@ -105,7 +105,7 @@ static int cmd_archive(sqlite3 *db, agentd_audit *a, const agentd_config *cfg, c
 	if (agentd_audit_archive(a, db, now - (int64_t)days * 86400000, out, &n))
 		return fail(1);
 	if (n == 0)
-		printf("nothing to archive: no record is older than %lld days\n", days);
+		printf("nothing to archive: no record is older than %lld day(s)\n", days);
 	else
 		printf("archived %" PRId64 " records to %s\n", n, out);
 	return 0;
