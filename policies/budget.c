@@ -50,7 +50,7 @@ static int charge(long long *used, long long limit, long long n, const char *rul
 	}
 	*used += n;
 	pol_decide(out, POLICIES_ALLOW, rule, "%s %lld of %lld", what, *used, limit);
-	return 0;
+	return pol_log_decision("budget", NULL, out);
 }
 
 int policies_run_budget_step(policies_run_budget *b, policies_decision *out)
@@ -79,7 +79,7 @@ int policies_run_budget_time(policies_run_budget *b, int64_t now_ns, policies_de
 	}
 	pol_decide(out, POLICIES_ALLOW, "budget.seconds", "%.3f s of %lld s", (double)used_ns / 1e9,
 		   b->limits.seconds);
-	return 0;
+	return pol_log_decision("budget", NULL, out);
 }
 
 /* ------------------------------------------------------- runs per minute */
@@ -225,5 +225,5 @@ int policies_ratelimit_check(policies_ratelimit *rl, const policies_principal *w
 	pol_decide(out, POLICIES_ALLOW, "budget.runs_per_minute", "%d runs in the last minute, limit %lld",
 		   u->n, limit);
 	pthread_mutex_unlock(&rl->mu);
-	return 0;
+	return pol_log_decision("rate", who, out);
 }

@@ -105,7 +105,8 @@ int policies_check_tool(const policies_policy *p, const policies_principal *who,
 		pol_decide(out, POLICIES_DENY, rule, "role %s may not use tool '%s'", r->name, tool);
 		return pol_log_decision("tool", who, out);
 	}
-	bool risky = props && (props->writes || props->network);
+	/* A tool that does not say what it does is assumed to do everything. */
+	bool risky = !props || props->writes || props->network;
 	if (ctx && ctx->untrusted_flagged && risky) {
 		/* Flagged untrusted text is in the context: it must not be able to drive a tool with effects.
 		 */
@@ -113,7 +114,7 @@ int policies_check_tool(const policies_policy *p, const policies_principal *who,
 			ctx->flag_rule && *ctx->flag_rule ? ctx->flag_rule : "settings.untrusted_tool_action";
 		pol_decide(out, p->untrusted_deny ? POLICIES_DENY : POLICIES_NEEDS_APPROVAL, why,
 			   "tool '%s' %s and the context holds untrusted text flagged by %s", tool,
-			   props->network ? "reaches the network" : "writes", why);
+			   !props || props->network ? "may reach the network" : "writes", why);
 		return pol_log_decision("tool", who, out);
 	}
 	if (r->approve.all || pol_list_has(&r->approve, tool)) {

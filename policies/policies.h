@@ -151,7 +151,8 @@ typedef struct policies_run_context {
 /* May this role call this tool now? deny when the role lacks the tool; needs_approval
  * when the role's approve list names it, or when the context holds flagged untrusted
  * text and the tool writes or reaches the network (settings untrusted_tool_action may
- * make that a deny); allow otherwise. ctx may be NULL. */
+ * make that a deny); allow otherwise. ctx may be NULL (nothing flagged); props NULL
+ * means unknown and counts as writing and reaching the network. */
 int policies_check_tool(const policies_policy *p, const policies_principal *who, const char *tool,
 			const policies_tool_props *props, const policies_run_context *ctx,
 			policies_decision *out);

@@ -189,6 +189,9 @@ static void test_injected_chunk_does_not_lead_to_tool_call(void **state)
 					     &(policies_tool_props){false, false}, &ctx, &d),
 			 0);
 	assert_int_equal(d.action, POLICIES_ALLOW);
+	/* A tool that does not declare what it does counts as risky. */
+	assert_int_equal(policies_check_tool(def, &analyst, "calculator", NULL, &ctx, &d), 0);
+	assert_int_equal(d.action, POLICIES_NEEDS_APPROVAL);
 	ag_buf_free(&prompt);
 
 	/* With untrusted_tool_action = deny the same call is refused outright. */
