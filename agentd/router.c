@@ -15,6 +15,7 @@ static const agentd_route *const route_tables[] = {
 	agentd_routes_retrieval,
 	agentd_routes_runs,
 	agentd_routes_audit,
+	agentd_routes_tools,
 };
 /* clang-format on */
 

@@ -9,6 +9,7 @@
 #include "agentd/runs.h"
 #include "agentd/planner.h"
 #include "retrieval/retrieval.h"
+#include "tools/tools.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 		agentd_audit_migrate,
 		memory_migrate,
 		retrieval_migrate,
+		tools_migrate,
 		agentd_runs_migrate,
 		agentd_workflows_migrate,
 	};
