@@ -16,9 +16,9 @@
 int agentd_policies_open(agentd_ctx *ctx, sqlite3 *db);
 /* A reference to the policy in force, opening the store if needed; release with policies_release. */
 int agentd_policies_acquire(agentd_ctx *ctx, sqlite3 *db, policies_policy **out);
-/* For SIGHUP: re-reads policy_file (the built-in default when it is empty) and, if it is
- * valid, records and installs it. On any error the policy in force stays and the
- * problems are logged with their lines. */
+/* For SIGHUP: re-reads policy_file and, if it is valid, records and installs it. On any
+ * error the policy in force stays and the problems are logged with their lines. Without
+ * a policy_file it changes nothing. */
 int agentd_policies_reload(agentd_ctx *ctx, sqlite3 *db);
 /* The per-user runs-per-minute limiter shared by everything that starts runs. */
 int agentd_policies_ratelimit(agentd_ctx *ctx, sqlite3 *db, policies_ratelimit **out);

@@ -81,9 +81,15 @@ int agentd_policies_reload(agentd_ctx *ctx, sqlite3 *db)
 	if (rc)
 		return rc;
 	const char *path = policy_path(ctx);
+	if (!path || !*path) {
+		/* Nothing to re-read: reverting a policy installed through the API to the default
+		 * on a stray signal would be a surprise. */
+		ag_info("SIGHUP: no policy_file is configured; the policy in force stays");
+		return 0;
+	}
 	policies_policy *p;
 	policies_diag *d = NULL;
-	rc = path && *path ? policies_load_file(&p, &d, path) : policies_load_default(&p);
+	rc = policies_load_file(&p, &d, path);
 	if (rc) {
 		for (int i = 0; d && i < d->count; i++)
 			ag_warn("policy reload refused: %s:%d: %s", path, d->items[i].line,
@@ -95,10 +101,10 @@ int agentd_policies_reload(agentd_ctx *ctx, sqlite3 *db)
 		return rc;
 	}
 	pthread_mutex_lock(&store_mu);
-	rc = install(db, p, path && *path ? "file" : "default");
+	rc = install(db, p, "file");
 	pthread_mutex_unlock(&store_mu);
 	if (!rc)
-		ag_info("policy reloaded from %s", path && *path ? path : "the built-in default");
+		ag_info("policy reloaded from %s", path);
 	return rc;
 }
 

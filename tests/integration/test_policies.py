@@ -160,6 +160,17 @@ def test_sighup_installs_a_valid_file(d):
     assert "deny.no_xyzzy" in [r["id"] for r in js["policy"]["rules"]]
 
 
+def test_sighup_without_policy_file_changes_nothing(_unused):
+    with harness.Agentd() as f:
+        default = get_policy(f)
+        assert default["name"] == "default"
+        st, _, body, js = f.request("PUT", "/v1/policies", body=API_POLICY, key=f.admin_key)
+        assert st == 200, body
+        f.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: any("no policy_file" in l for l in f.stderr_lines)), f.stderr_lines[-5:]
+        assert get_policy(f)["sha256"] == js["sha256"]
+
+
 def test_policy_check_command(d):
     good = os.path.join(WORK, "good.policy")
     bad = os.path.join(WORK, "bad.policy")
