@@ -159,8 +159,7 @@ static void test_change_detected(void **state)
 		"UPDATE audit_log SET kind = 'answer2' WHERE seq = %d",
 		"UPDATE audit_log SET step = step + 1 WHERE seq = %d",
 		"UPDATE audit_log SET time_ms = time_ms - 1000 WHERE seq = %d",
-		"UPDATE audit_log SET run_id = CASE WHEN run_id IS NULL THEN 'run_x' ELSE NULL END WHERE seq "
-		"= %d",
+		"UPDATE audit_log SET run_id = iif(run_id IS NULL, 'run_x', NULL) WHERE seq = %d",
 		"UPDATE audit_log SET hash = randomblob(32) WHERE seq = %d",
 		"UPDATE audit_log SET prev_hash = randomblob(32) WHERE seq = %d",
 	};
