@@ -50,8 +50,9 @@ typedef struct engine_vocab_desc {
 /* Sets ids to -1, add_bos and add_space_prefix to true (the SPM defaults), the rest to zero. */
 void engine_vocab_desc_init(engine_vocab_desc *d);
 
-/* Builds a tokenizer. AG_EINVAL for an unknown model, an empty vocabulary, ids out of range,
- * a gpt2 vocabulary without merges or a merge naming an unknown token. */
+/* Builds a tokenizer. AG_EINVAL for an empty vocabulary, ids out of range or a gpt2
+ * vocabulary without merges; AG_EUNSUPPORTED for another model. (gpt2 merges that name
+ * strings which are not tokens are skipped: they could never apply.) */
 int engine_tokenizer_create(engine_tokenizer **out, const engine_vocab_desc *desc);
 void engine_tokenizer_free(engine_tokenizer *t);
 
@@ -182,5 +183,283 @@ void engine_sampler_accept(engine_sampler *s, int32_t token);
 void engine_sampler_reset(engine_sampler *s, uint64_t seed);
 
 /* ===================== end of tokenizer, chat, sampling ===================== */
+
+/* =====================================================================
+ * Engine core: GGUF files, the Jamba model, the forward passes and the
+ * sequence state (engine/gguf*.c, model.c, forward.c, kernels*.c,
+ * threads.c, reference.c, state.c)
+ * ===================================================================== */
+
+/* ---- GGUF files (read through mmap, every offset and size checked) ---- */
+
+/* GGUF metadata value types, as stored in the file. */
+enum {
+	ENGINE_GGUF_U8 = 0,
+	ENGINE_GGUF_I8 = 1,
+	ENGINE_GGUF_U16 = 2,
+	ENGINE_GGUF_I16 = 3,
+	ENGINE_GGUF_U32 = 4,
+	ENGINE_GGUF_I32 = 5,
+	ENGINE_GGUF_F32 = 6,
+	ENGINE_GGUF_BOOL = 7,
+	ENGINE_GGUF_STRING = 8,
+	ENGINE_GGUF_ARRAY = 9,
+	ENGINE_GGUF_U64 = 10,
+	ENGINE_GGUF_I64 = 11,
+	ENGINE_GGUF_F64 = 12
+};
+
+/* ggml tensor types the engine computes with (others are parsed, then refused at load). */
+enum {
+	ENGINE_TYPE_F32 = 0,
+	ENGINE_TYPE_F16 = 1,
+	ENGINE_TYPE_Q4_0 = 2,
+	ENGINE_TYPE_Q8_0 = 8,
+	ENGINE_TYPE_BF16 = 30
+};
+
+typedef struct engine_gguf engine_gguf;
+
+typedef struct engine_gguf_tensor {
+	const char *name; /* NUL-terminated copy */
+	uint32_t type;    /* ggml type id */
+	uint32_t n_dims;  /* 1..4 */
+	uint64_t ne[4];   /* ne[0] is the contiguous dimension; unused dims are 1 */
+	uint64_t offset;  /* from the start of the data section */
+	uint64_t n_bytes;
+	const void *data; /* inside the mapping; valid until engine_gguf_free */
+} engine_gguf_tensor;
+
+/* Maps and parses a GGUF v2/v3 file. AG_ECORRUPT (with the byte offset) for a
+ * truncated, oversized or inconsistent file; AG_EIO if it cannot be read. */
+int engine_gguf_open(engine_gguf **out, const char *path);
+/* The same over bytes in memory (not copied: they must outlive the handle). */
+int engine_gguf_open_memory(engine_gguf **out, const void *data, size_t size);
+void engine_gguf_free(engine_gguf *g);
+
+uint32_t engine_gguf_version(const engine_gguf *g);
+uint32_t engine_gguf_alignment(const engine_gguf *g);
+size_t engine_gguf_n_kv(const engine_gguf *g);
+size_t engine_gguf_n_tensors(const engine_gguf *g);
+/* Key name of entry i (borrowed) and its type (ENGINE_GGUF_*); NULL/-1 out of range. */
+const char *engine_gguf_kv_key(const engine_gguf *g, size_t i);
+int engine_gguf_kv_type(const engine_gguf *g, size_t i);
+/* Index of a key or -1. */
+long engine_gguf_find_kv(const engine_gguf *g, const char *key);
+
+/* Typed getters by key: AG_ENOTFOUND when absent, AG_EINVAL when the stored
+ * type cannot represent the request (integers of any width and sign convert
+ * when the value fits; floats accept F32/F64). */
+int engine_gguf_get_u64(const engine_gguf *g, const char *key, uint64_t *out);
+int engine_gguf_get_i64(const engine_gguf *g, const char *key, int64_t *out);
+int engine_gguf_get_f64(const engine_gguf *g, const char *key, double *out);
+int engine_gguf_get_bool(const engine_gguf *g, const char *key, bool *out);
+/* A string value (borrowed, not NUL-terminated in general: use len). */
+int engine_gguf_get_str(const engine_gguf *g, const char *key, const char **s, size_t *len);
+/* Array: element type and count. */
+int engine_gguf_get_array(const engine_gguf *g, const char *key, int *elem_type, uint64_t *count);
+/* Element i of a numeric/bool array as int64 or double. */
+int engine_gguf_array_i64(const engine_gguf *g, const char *key, uint64_t i, int64_t *out);
+int engine_gguf_array_f64(const engine_gguf *g, const char *key, uint64_t i, double *out);
+/* Element i of a string array (borrowed bytes and length). */
+int engine_gguf_array_str(const engine_gguf *g, const char *key, uint64_t i, const char **s, size_t *len);
+
+const engine_gguf_tensor *engine_gguf_tensor_at(const engine_gguf *g, size_t i);
+const engine_gguf_tensor *engine_gguf_find_tensor(const engine_gguf *g, const char *name);
+/* sha256 of the header and metadata section: names the model for saved states. */
+void engine_gguf_identity(const engine_gguf *g, uint8_t out[32]);
+
+/* Block size (values) and block bytes of a ggml type; 0 for unknown types. */
+size_t engine_type_block_size(uint32_t type);
+size_t engine_type_block_bytes(uint32_t type);
+const char *engine_type_name(uint32_t type); /* "F32", "Q8_0", ... or "?" */
+/* Half and bfloat16 conversions (round to nearest even). */
+float engine_fp16_to_f32(uint16_t h);
+uint16_t engine_f32_to_fp16(float f);
+float engine_bf16_to_f32(uint16_t h);
+uint16_t engine_f32_to_bf16(float f);
+
+/* ---- writing GGUF files (tests and the random-model tool) ---- */
+
+typedef struct engine_gguf_writer engine_gguf_writer;
+
+int engine_gguf_writer_new(engine_gguf_writer **out);
+void engine_gguf_writer_free(engine_gguf_writer *w);
+/* Scalars: type is one of the numeric/bool ENGINE_GGUF_* types, value points at
+ * a value of that C type (uint8_t, int8_t, ..., bool as uint8_t, float, double). */
+int engine_gguf_writer_kv(engine_gguf_writer *w, const char *key, int type, const void *value);
+int engine_gguf_writer_kv_str(engine_gguf_writer *w, const char *key, const char *s);
+/* Numeric array of count elements of elem_type laid out as C values. */
+int engine_gguf_writer_kv_array(engine_gguf_writer *w, const char *key, int elem_type, const void *values,
+				uint64_t count);
+int engine_gguf_writer_kv_str_array(engine_gguf_writer *w, const char *key, const char *const *s,
+				    uint64_t count);
+/* A tensor from float values (ne[0] innermost), stored as type (converted and
+ * quantised here; ne[0] must be a multiple of the type's block size). */
+int engine_gguf_writer_tensor(engine_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+			      const uint64_t *ne, const float *values);
+/* The whole file as bytes (caller's, ag_free) or written to path. */
+int engine_gguf_writer_bytes(engine_gguf_writer *w, uint8_t **out, size_t *len);
+int engine_gguf_writer_save(engine_gguf_writer *w, const char *path);
+
+/* Shape of a random-weight Jamba model (engine_jamba_random_init gives a tiny default). */
+typedef struct engine_jamba_random {
+	uint32_t n_vocab;                     /* >= 300: specials, 256 bytes, ChatML tokens, pieces */
+	uint32_t n_embd, n_layer, n_ff;
+	uint32_t n_head, n_head_kv;           /* head_dim = n_embd / n_head */
+	uint32_t attn_period, attn_offset;    /* layer i is attention iff i % period == offset */
+	uint32_t n_expert, n_expert_used;     /* n_expert <= 1: dense MLPs only */
+	uint32_t expert_period, expert_offset;
+	uint32_t d_state, d_conv, expand, dt_rank; /* dt_rank 0: ceil(n_embd / 16) */
+	uint32_t weight_type;                 /* ENGINE_TYPE_* of the matrices */
+	bool tied;                            /* no output.weight: logits use token_embd */
+	uint64_t seed;
+} engine_jamba_random;
+
+void engine_jamba_random_init(engine_jamba_random *p);
+/* Writes a llama.cpp-layout Jamba GGUF with random weights and a small
+ * SentencePiece-style vocabulary (<unk> <s> </s>, <0x00>..<0xFF>,
+ * <|im_start|> <|im_end|>, then scored pieces). */
+int engine_jamba_random_write(const engine_jamba_random *p, const char *path);
+
+/* ---- the model ---- */
+
+typedef struct engine_model engine_model;
+
+typedef enum engine_layer_kind { ENGINE_LAYER_MAMBA = 0, ENGINE_LAYER_ATTENTION = 1 } engine_layer_kind;
+
+typedef struct engine_config {
+	uint32_t n_vocab, n_embd, n_layer, n_ff, n_ctx_train;
+	uint32_t n_head, head_dim;            /* attention layers */
+	uint32_t n_expert, n_expert_used;
+	uint32_t d_inner, d_state, d_conv, dt_rank;
+	float rms_eps;
+	uint32_t n_mamba, n_attention, n_moe; /* layer counts by kind */
+	uint64_t n_params;                    /* values in all tensors */
+} engine_config;
+
+/* Loads a Jamba GGUF: config from metadata, every weight bound by name with
+ * its shape checked. AG_ECORRUPT / AG_EUNSUPPORTED with a message naming the key or tensor. */
+int engine_model_load(engine_model **out, const char *path);
+void engine_model_free(engine_model *m);
+const engine_config *engine_model_config(const engine_model *m);
+engine_layer_kind engine_model_layer_kind(const engine_model *m, uint32_t layer);
+bool engine_model_layer_moe(const engine_model *m, uint32_t layer);
+uint32_t engine_model_layer_kv_heads(const engine_model *m, uint32_t layer); /* 0 for Mamba */
+/* The vocabulary from the file's tokenizer.ggml.* keys (borrowed; valid while m lives),
+ * ready for engine_tokenizer_create. */
+const engine_vocab_desc *engine_model_vocab(const engine_model *m);
+/* sha256 of the file's header and metadata (see engine_gguf_identity). */
+const uint8_t *engine_model_identity(const engine_model *m);
+/* Worker threads for the fast pass (1..64; default 1). Also sets OpenBLAS's. */
+int engine_set_threads(engine_model *m, int n);
+
+/* ---- sequence state ---- */
+
+/* One sequence: per Mamba layer the conv state (d_inner, d_conv-1) and the
+ * SSM state (d_inner, d_state); per attention layer the K/V cache. Not
+ * thread-safe; one sequence is advanced by one thread at a time. */
+typedef struct engine_state engine_state;
+
+int engine_state_new(engine_state **out, const engine_model *m);
+void engine_state_free(engine_state *s);
+int engine_state_fork(engine_state **out, const engine_state *s);
+void engine_state_reset(engine_state *s);
+uint64_t engine_state_n_tokens(const engine_state *s); /* tokens processed */
+uint64_t engine_state_n_kv(const engine_state *s);     /* K/V entries held */
+/* Versioned little-endian bytes (caller's, ag_free), tagged with the model identity. */
+int engine_state_serialize(const engine_state *s, uint8_t **out, size_t *len);
+/* Rebuilds a state for model m; AG_ECONFLICT for another model's state,
+ * AG_ECORRUPT for damaged bytes. */
+int engine_state_restore(engine_state **out, const engine_model *m, const uint8_t *data, size_t len);
+/* Forgets the n oldest K/V entries of every attention layer (no positions to
+ * re-index: Jamba attention has none); the Mamba state keeps what it carried. */
+int engine_state_drop_oldest(engine_state *s, uint64_t n);
+
+/* ---- forward passes ---- */
+
+/* Feeds tokens (a whole prompt) and writes the logits after the last one
+ * (n_vocab floats) to logits (may be NULL to only advance the state). */
+int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size_t n, float *logits);
+/* One token. */
+int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits);
+/* The plain double-precision pass from an empty state over tokens: logits
+ * after the last (n_vocab doubles). Slow; for tests. */
+int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t n, double *logits);
+
+/* ===================== end of engine core ===================== */
+
+/* ============ chat requests, and the remote backend (OpenAI-compatible) ============ */
+
+/* One chat completion, in the OpenAI shape, as both backends take it. */
+typedef struct engine_chat_request {
+	const json_t *messages;        /* [{"role", "content", "tool_calls"?}] */
+	const json_t *tools;           /* [{"type": "function", "function": {...}}] or NULL */
+	const json_t *response_format; /* {"type": "json_schema", ...} or NULL */
+	const json_t *stop;            /* a string or an array of strings, or NULL */
+	int max_tokens;                /* 0: the backend's default */
+	float temperature;             /* < 0: the backend's default */
+	float top_p;                   /* <= 0: the backend's default */
+	bool has_seed;
+	uint64_t seed;
+	/* Receives answer text as it is generated; nonzero stops the generation. May be NULL. */
+	int (*on_text)(void *cls, const char *piece, size_t len);
+	void *on_text_cls;
+} engine_chat_request;
+
+typedef struct engine_chat_response {
+	char *content;        /* the answer (reasoning removed); never NULL after success */
+	json_t *tool_calls;   /* [{"name", "arguments": {...}}] or NULL */
+	long prompt_tokens;
+	long completion_tokens;
+	char finish_reason[16]; /* "stop", "length", "tool_calls", "cancelled" */
+} engine_chat_response;
+
+void engine_chat_response_clear(engine_chat_response *r);
+
+typedef struct engine_remote engine_remote;
+
+typedef struct engine_remote_config {
+	const char *url;      /* base URL; "/v1/chat/completions" is appended unless already there */
+	const char *model;    /* the model name sent with each request */
+	const char *api_key;  /* sent as a Bearer token; NULL for none. Never logged. */
+	long connect_timeout_s; /* 0: 10 s */
+	long timeout_s;         /* whole request; 0: 600 s */
+	int max_retries;        /* on 429 and 5xx before any text was received; 0: 3 */
+	long backoff_ms;        /* first retry delay, doubled each time; 0: 500 ms */
+} engine_remote_config;
+
+int engine_remote_new(engine_remote **out, const engine_remote_config *cfg);
+void engine_remote_free(engine_remote *r);
+/* Streams a chat completion from the server. Errors: AG_ETIMEOUT, AG_EBUSY (429 after the
+ * retries), AG_EIO (network, 5xx), AG_EUNAUTH (401/403), AG_EINVAL (400, with the server's
+ * message), AG_ECORRUPT (an answer that is not the protocol). */
+int engine_remote_chat(engine_remote *r, const engine_chat_request *req, engine_chat_response *out);
+
+/* The local backend: a GGUF model on this machine behind the same chat call. */
+typedef struct engine_local engine_local;
+
+/* Loads the model, its tokenizer and chat format; threads for the forward pass. */
+int engine_local_open(engine_local **out, const char *path, int threads);
+void engine_local_free(engine_local *l);
+engine_model *engine_local_model(engine_local *l);
+const engine_tokenizer *engine_local_tokenizer(const engine_local *l);
+const char *engine_local_name(const engine_local *l); /* the file name without .gguf */
+/* A chat completion from an empty sequence. Thread-safe (one sequence at a time). */
+int engine_local_chat(engine_local *l, const engine_chat_request *req, engine_chat_response *out);
+/* The same, continuing `state` (a user's memory): req->messages are the new turns only,
+ * rendered without BOS when the state already holds tokens. Afterwards the state holds
+ * the prompt and the generated tokens (not the end-of-turn token). */
+int engine_local_chat_state(engine_local *l, engine_state *state, const engine_chat_request *req,
+			    engine_chat_response *out);
+/* Feeds whole turns (rendered without a generation prompt) into state, e.g. to commit a
+ * user's question and the final answer to their memory. */
+int engine_local_absorb(engine_local *l, engine_state *state, const json_t *messages);
+/* The token ids the backend would feed for these messages (fresh: with BOS), with special-token
+ * spellings inside contents neutralised; *out is the caller's. For counting and tests. */
+int engine_local_tokens(engine_local *l, const json_t *messages, const json_t *tools, bool fresh,
+			bool generation_prompt, int32_t **out, size_t *n);
+
+/* ====================== end of chat requests and remote ====================== */
 
 #endif
