@@ -55,7 +55,7 @@ def test_reads_are_recorded_and_filtered(d):
         assert r["kind"] == "audit_read" and r["user"] == "aud" and r["tenant"] == "default", r
         assert len(r["hash"]) == 64 and len(r["prev_hash"]) == 64, r
     assert recs[-1]["data"]["kind"] == "audit_read", recs[-1]
-    # Paging: limit 1 walks the same records one at a time.
+    # Paging: limit 1 walks the same records one at a time (only a walk's first page is recorded).
     seen, since = [], 0
     while True:
         page = audit(d, aud, "?kind=audit_read&user=aud&limit=1&since=%d" % since)
@@ -119,7 +119,7 @@ def test_chain_recomputed_outside(d):
             assert by_seq[r["seq"] - 1]["hash"] == r["prev_hash"], r
 
 
-def test_tampering_detected():
+def test_tampering_detected(_shared):
     with Agentd() as d:
         aud = d.create_key(user="aud", role="auditor")
         for _ in range(6):
