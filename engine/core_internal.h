@@ -1,0 +1,117 @@
+/*
+ * engine core, module-internal: the loaded model's layout, the kernel vtable
+ * and the thread pool shared by forward.c, reference.c, state.c and model.c.
+ * Nothing outside engine/ includes this header.
+ */
+#ifndef ENGINE_CORE_INTERNAL_H
+#define ENGINE_CORE_INTERNAL_H
+
+#include <math.h>
+#include <pthread.h>
+
+#include "engine/engine.h"
+
+/* A weight matrix viewed as rows of ne0 values (rows = ne1 * ne2 * ne3). */
+typedef struct engine_weight {
+	uint32_t type;
+	uint64_t cols;       /* ne0 */
+	uint64_t rows;       /* ne1 (one expert of a 3-D tensor) */
+	size_t row_bytes;    /* bytes of one row */
+	const uint8_t *data; /* inside the mapping */
+} engine_weight;
+
+typedef struct engine_layer {
+	engine_layer_kind kind;
+	bool moe;
+	uint32_t index;     /* among layers of the same kind (state slot) */
+	uint32_t n_head_kv; /* attention only */
+	float *attn_norm;   /* (n_embd) */
+	float *ffn_norm;    /* (n_embd) */
+	/* Mamba */
+	engine_weight ssm_in;  /* (2*d_inner, n_embd) */
+	float *conv_w;         /* (d_inner, d_conv) */
+	float *conv_b;         /* (d_inner) */
+	engine_weight ssm_x;   /* (dt_rank + 2*d_state, d_inner) */
+	float *dt_norm;        /* (dt_rank) */
+	float *b_norm;         /* (d_state) */
+	float *c_norm;         /* (d_state) */
+	engine_weight ssm_dt;  /* (d_inner, dt_rank) */
+	float *dt_b;           /* (d_inner) */
+	float *ssm_a;          /* (d_inner, d_state): A = -exp(A_log) */
+	float *ssm_d;          /* (d_inner) */
+	engine_weight ssm_out; /* (n_embd, d_inner) */
+	/* attention */
+	engine_weight wq, wk, wv, wo; /* (n_head*hd, n_embd), (kv*hd, n_embd) x2, (n_embd, n_head*hd) */
+	/* feed-forward: dense, or router + experts */
+	engine_weight gate, up, down;       /* (n_ff, n_embd), (n_ff, n_embd), (n_embd, n_ff) */
+	engine_weight router;               /* (n_expert, n_embd) */
+	engine_weight gate_x, up_x, down_x; /* per expert as gate/up/down; rows of one expert */
+} engine_layer;
+
+/* Matrix-vector kernels. A vtable so faster variants (AVX2, AVX-512) can
+ * replace the portable ones without touching the forward pass. */
+typedef struct engine_kernels {
+	const char *name;
+	/* Dot of two float vectors of n values. */
+	float (*dot)(const float *a, const float *b, size_t n);
+	/* Converts one row of w (w->cols values) to floats. */
+	void (*row_to_f32)(const engine_weight *w, uint64_t row, float *out);
+	/* y[t * ldy + r] = W[r] . x[t * w->cols] for rows r in [r0, r1) and t < n_tok.
+	 * scratch holds w->cols floats (the dequantised row, reused for every token). */
+	void (*rows)(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
+		     uint64_t r1, float *scratch);
+} engine_kernels;
+
+extern const engine_kernels engine_kernels_portable;
+
+/* Persistent worker threads. engine_pool_run calls fn(ctx, i, n) for i in
+ * [0, n) with i == 0 on the calling thread, and returns when all are done.
+ * Runs are serialised by a mutex, so one pool may be shared by threads. */
+typedef struct engine_pool engine_pool;
+typedef void (*engine_pool_fn)(void *ctx, int i, int n);
+int engine_pool_new(engine_pool **out, int n_threads);
+void engine_pool_free(engine_pool *p);
+int engine_pool_size(const engine_pool *p);
+void engine_pool_run(engine_pool *p, engine_pool_fn fn, void *ctx);
+
+struct engine_model {
+	engine_gguf *gguf;
+	engine_config cfg;
+	engine_layer *layers;   /* (n_layer) */
+	engine_weight tok_embd; /* (n_vocab, n_embd) */
+	float *out_norm;        /* (n_embd) */
+	engine_weight output;   /* (n_vocab, n_embd); token_embd when tied */
+	uint8_t identity[32];
+	const engine_kernels *kern;
+	engine_pool *pool;
+	pthread_mutex_t pool_lock; /* engine_set_threads against running passes */
+	size_t max_kv_dim;         /* largest n_head_kv * head_dim */
+	/* vocabulary handed to the tokenizer */
+	engine_vocab_desc vocab;
+	char **vocab_tokens;
+	float *vocab_scores;
+	int32_t *vocab_types;
+	char **vocab_merges;
+	char *vocab_model, *vocab_pre, *vocab_chat_template;
+};
+
+struct engine_state {
+	const engine_model *m;
+	uint32_t n_mamba, n_attn;
+	uint32_t d_inner, conv_len, d_state; /* conv_len = d_conv - 1 */
+	float *conv;                         /* (n_mamba, d_inner, conv_len), oldest first */
+	float *ssm;                          /* (n_mamba, d_inner, d_state) */
+	uint32_t *kv_dim;                    /* (n_attn) n_head_kv * head_dim */
+	float **k, **v;                      /* (n_attn) each (cap, kv_dim) */
+	uint64_t n_kv, cap;
+	uint64_t n_tokens;
+};
+
+/* Grows every attention layer's cache to hold at least need entries. */
+int engine_state_reserve(engine_state *s, uint64_t need);
+
+/* Small math shared by both passes. */
+static inline float engine_silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float engine_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+#endif

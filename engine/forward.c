@@ -1,0 +1,458 @@
+/*
+ * The fast forward pass: float32 activations over the mapped weights, one
+ * chunk of tokens at a time (a whole prompt, or one token when decoding).
+ * Matrix products go through the kernel vtable with rows split over the
+ * model's thread pool, or, for chunks of GEMM_MIN tokens and more, through
+ * OpenBLAS sgemm (on the F32 weights directly, on dequantised row blocks
+ * otherwise). The Mamba conv and scan are split over channels, attention over
+ * (token, head) pairs. The maths is jamba-spec.md's; reference.c holds the
+ * same pass in plain double precision.
+ */
+#include <string.h>
+
+#include <cblas.h>
+
+#include "engine/core_internal.h"
+
+#define GEMM_MIN   8   /* tokens from which sgemm beats the row kernels */
+#define CHUNK_MAX  256 /* prompt tokens processed together (bounds scratch memory) */
+#define DEQ_FLOATS (1u << 18)
+
+typedef struct pass {
+	engine_model *m;
+	engine_state *s;
+	size_t T;
+	int n_threads;
+	float *scratch; /* (n_threads, max_cols) dequantised rows */
+	size_t max_cols;
+	float *deq; /* (DEQ_FLOATS) dequantised row block for sgemm */
+} pass;
+
+/* ------------------------------------------------------------ matmul */
+
+typedef struct mm_job {
+	const pass *P;
+	const engine_weight *w;
+	const float *x;
+	size_t T, ldy;
+	float *y;
+	uint64_t r0; /* rows [r0, r1) of w */
+	uint64_t r1;
+	float *deq; /* dequantise rows r0..r1 into deq instead of multiplying */
+} mm_job;
+
+static void mm_task(void *ctx, int i, int n)
+{
+	mm_job *j = ctx;
+	uint64_t span = j->r1 - j->r0;
+	uint64_t a = j->r0 + span * (uint64_t)i / (uint64_t)n,
+		 b = j->r0 + span * (uint64_t)(i + 1) / (uint64_t)n;
+	const engine_kernels *k = j->P->m->kern;
+	if (j->deq) {
+		for (uint64_t r = a; r < b; r++)
+			k->row_to_f32(j->w, r, j->deq + (r - j->r0) * j->w->cols);
+		return;
+	}
+	k->rows(j->w, j->x, j->T, j->y, j->ldy, a, b, j->P->scratch + (size_t)i * j->P->max_cols);
+}
+
+/* y[t * ldy + r] = w[r] . x[t] for all rows r of w and tokens t < T. */
+static void matmul(const pass *P, const engine_weight *w, const float *x, size_t T, float *y, size_t ldy)
+{
+	int cols = (int)w->cols;
+	if (T >= GEMM_MIN) {
+		if (w->type == ENGINE_TYPE_F32) {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)w->rows, cols, 1.0f,
+				    x, cols, (const float *)(const void *)w->data, cols, 0.0f, y, (int)ldy);
+			return;
+		}
+		uint64_t chunk = DEQ_FLOATS / w->cols;
+		if (chunk >= 16) {
+			for (uint64_t r0 = 0; r0 < w->rows; r0 += chunk) {
+				uint64_t r1 = r0 + chunk < w->rows ? r0 + chunk : w->rows;
+				mm_job j = {P, w, x, T, ldy, y, r0, r1, P->deq};
+				engine_pool_run(P->m->pool, mm_task, &j);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(r1 - r0),
+					    cols, 1.0f, x, cols, P->deq, cols, 0.0f, y + r0, (int)ldy);
+			}
+			return;
+		}
+	}
+	mm_job j = {P, w, x, T, ldy, y, 0, w->rows, NULL};
+	engine_pool_run(P->m->pool, mm_task, &j);
+}
+
+static void rmsnorm(const engine_kernels *k, float *out, const float *x, const float *w, size_t n, float eps)
+{
+	float ss = k->dot(x, x, n);
+	float scale = 1.0f / sqrtf(ss / (float)n + eps);
+	for (size_t i = 0; i < n; i++)
+		out[i] = x[i] * scale * w[i];
+}
+
+/* ------------------------------------------------------------ Mamba */
+
+typedef struct mamba_job {
+	const pass *P;
+	const engine_layer *L;
+	float *xz;    /* (T, 2D): x then z */
+	float *u;     /* (T, D) conv output after SiLU */
+	float *p;     /* (T, R + 2N): dt, B, C (B and C normalised) */
+	float *delta; /* (T, D) dt_proj output (before bias and softplus) */
+	float *y;     /* (T, D) */
+	float *conv;  /* this layer's (D, conv_len) */
+	float *ssm;   /* this layer's (D, N) */
+	bool scan;    /* false: conv step, true: scan step */
+} mamba_job;
+
+static void mamba_task(void *ctx, int i, int n)
+{
+	mamba_job *j = ctx;
+	const engine_config *c = &j->P->m->cfg;
+	const engine_layer *L = j->L;
+	size_t D = c->d_inner, N = c->d_state, R = c->dt_rank, K = c->d_conv, CL = K - 1, T = j->P->T;
+	size_t d0 = D * (size_t)i / (size_t)n, d1 = D * (size_t)(i + 1) / (size_t)n;
+	if (!j->scan) {
+		for (size_t d = d0; d < d1; d++) {
+			float *win = j->conv + d * CL; /* oldest first */
+			const float *w = L->conv_w + d * K;
+			for (size_t t = 0; t < T; t++) {
+				float xt = j->xz[t * 2 * D + d];
+				float acc = L->conv_b[d];
+				for (size_t q = 0; q < CL; q++)
+					acc += w[q] * win[q];
+				acc += w[CL] * xt;
+				if (CL) {
+					memmove(win, win + 1, (CL - 1) * sizeof(float));
+					win[CL - 1] = xt;
+				}
+				j->u[t * D + d] = engine_silu(acc);
+			}
+		}
+		return;
+	}
+	for (size_t d = d0; d < d1; d++) {
+		float *s = j->ssm + d * N;
+		const float *A = L->ssm_a + d * N;
+		for (size_t t = 0; t < T; t++) {
+			const float *B = j->p + t * (R + 2 * N) + R, *C = B + N;
+			float dl = engine_softplus(j->delta[t * D + d] + L->dt_b[d]);
+			float ut = j->u[t * D + d];
+			float xdt = dl * ut, yv = 0;
+			for (size_t q = 0; q < N; q++) {
+				s[q] = s[q] * expf(dl * A[q]) + B[q] * xdt;
+				yv += s[q] * C[q];
+			}
+			yv += L->ssm_d[d] * ut;
+			j->y[t * D + d] = yv * engine_silu(j->xz[t * 2 * D + D + d]);
+		}
+	}
+}
+
+static int mamba(const pass *P, const engine_layer *L, const float *xn, float *out)
+{
+	const engine_config *c = &P->m->cfg;
+	size_t T = P->T, D = c->d_inner, N = c->d_state, R = c->dt_rank;
+	float *xz = ag_malloc(T * 2 * D * sizeof(float)), *u = ag_malloc(T * D * sizeof(float));
+	float *p = ag_malloc(T * (R + 2 * N) * sizeof(float)), *dtn = ag_malloc(T * R * sizeof(float));
+	float *delta = ag_malloc(T * D * sizeof(float)), *y = ag_malloc(T * D * sizeof(float));
+	int rc = 0;
+	if (!xz || !u || !p || !dtn || !delta || !y) {
+		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
+		goto done;
+	}
+	engine_state *s = P->s;
+	mamba_job j = {P,
+		       L,
+		       xz,
+		       u,
+		       p,
+		       delta,
+		       y,
+		       s->conv + (size_t)L->index * D * s->conv_len,
+		       s->ssm + (size_t)L->index * D * N,
+		       false};
+	matmul(P, &L->ssm_in, xn, T, xz, 2 * D);
+	engine_pool_run(P->m->pool, mamba_task, &j);
+	matmul(P, &L->ssm_x, u, T, p, R + 2 * N);
+	for (size_t t = 0; t < T; t++) {
+		float *pt = p + t * (R + 2 * N);
+		rmsnorm(P->m->kern, dtn + t * R, pt, L->dt_norm, R, c->rms_eps);
+		rmsnorm(P->m->kern, pt + R, pt + R, L->b_norm, N, c->rms_eps);
+		rmsnorm(P->m->kern, pt + R + N, pt + R + N, L->c_norm, N, c->rms_eps);
+	}
+	matmul(P, &L->ssm_dt, dtn, T, delta, D);
+	j.scan = true;
+	engine_pool_run(P->m->pool, mamba_task, &j);
+	matmul(P, &L->ssm_out, y, T, out, c->n_embd);
+done:
+	ag_free(xz);
+	ag_free(u);
+	ag_free(p);
+	ag_free(dtn);
+	ag_free(delta);
+	ag_free(y);
+	return rc;
+}
+
+/* ------------------------------------------------------------ attention */
+
+typedef struct attn_job {
+	const pass *P;
+	const engine_layer *L;
+	const float *q;     /* (T, n_head * hd) */
+	const float *k, *v; /* cache (n_kv + T, kvd) */
+	float *att;         /* (T, n_head * hd) */
+	float *scores;      /* (n_threads, n_kv + T) */
+	size_t n_past;      /* K/V entries before this chunk */
+} attn_job;
+
+static void attn_task(void *ctx, int i, int n)
+{
+	attn_job *j = ctx;
+	const engine_config *c = &j->P->m->cfg;
+	size_t T = j->P->T, H = c->n_head, hd = c->head_dim, kvh = j->L->n_head_kv, kvd = kvh * hd;
+	size_t group = H / kvh, total = T * H;
+	float *sc = j->scores + (size_t)i * (j->n_past + T);
+	float scale = 1.0f / sqrtf((float)hd);
+	const engine_kernels *k = j->P->m->kern;
+	for (size_t w = total * (size_t)i / (size_t)n; w < total * (size_t)(i + 1) / (size_t)n; w++) {
+		size_t t = w / H, h = w % H, g = h / group, len = j->n_past + t + 1;
+		const float *q = j->q + t * H * hd + h * hd;
+		float mx = -INFINITY;
+		for (size_t p = 0; p < len; p++) {
+			sc[p] = k->dot(q, j->k + p * kvd + g * hd, hd) * scale;
+			if (sc[p] > mx)
+				mx = sc[p];
+		}
+		float sum = 0;
+		for (size_t p = 0; p < len; p++) {
+			sc[p] = expf(sc[p] - mx);
+			sum += sc[p];
+		}
+		float *o = j->att + t * H * hd + h * hd;
+		memset(o, 0, hd * sizeof(float));
+		for (size_t p = 0; p < len; p++) {
+			const float *vv = j->v + p * kvd + g * hd;
+			float wgt = sc[p] / sum;
+			for (size_t e = 0; e < hd; e++)
+				o[e] += wgt * vv[e];
+		}
+	}
+}
+
+static int attention(const pass *P, const engine_layer *L, const float *xn, float *out)
+{
+	const engine_config *c = &P->m->cfg;
+	engine_state *s = P->s;
+	size_t T = P->T, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)L->n_head_kv * c->head_dim;
+	size_t n_past = (size_t)s->n_kv;
+	float *q = ag_malloc(T * qd * sizeof(float)), *att = ag_malloc(T * qd * sizeof(float));
+	float *scores = ag_malloc((size_t)P->n_threads * (n_past + T) * sizeof(float));
+	int rc = 0;
+	if (!q || !att || !scores) {
+		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
+		goto done;
+	}
+	float *kc = s->k[L->index], *vc = s->v[L->index];
+	matmul(P, &L->wq, xn, T, q, qd);
+	matmul(P, &L->wk, xn, T, kc + n_past * kvd, kvd);
+	matmul(P, &L->wv, xn, T, vc + n_past * kvd, kvd);
+	attn_job j = {P, L, q, kc, vc, att, scores, n_past};
+	engine_pool_run(P->m->pool, attn_task, &j);
+	matmul(P, &L->wo, att, T, out, c->n_embd);
+done:
+	ag_free(q);
+	ag_free(att);
+	ag_free(scores);
+	return rc;
+}
+
+/* ------------------------------------------------------------ feed-forward */
+
+static void swiglu(const pass *P, const engine_weight *gate, const engine_weight *up,
+		   const engine_weight *down, const float *x, size_t T, float *g, float *u, float *out)
+{
+	size_t F = gate->rows;
+	matmul(P, gate, x, T, g, F);
+	matmul(P, up, x, T, u, F);
+	for (size_t i = 0; i < T * F; i++)
+		g[i] = engine_silu(g[i]) * u[i];
+	matmul(P, down, g, T, out, down->rows);
+}
+
+static engine_weight expert_view(const engine_weight *w, uint32_t e)
+{
+	engine_weight v = *w;
+	v.data = w->data + (size_t)e * w->rows * w->row_bytes;
+	return v;
+}
+
+static int moe(const pass *P, const engine_layer *L, const float *xn, float *out)
+{
+	const engine_config *c = &P->m->cfg;
+	size_t T = P->T, E = c->n_embd, F = c->n_ff, X = c->n_expert, K = c->n_expert_used;
+	float *logits = ag_malloc(T * X * sizeof(float)), *xe = ag_malloc(T * E * sizeof(float));
+	float *g = ag_malloc(T * F * sizeof(float)), *u = ag_malloc(T * F * sizeof(float));
+	float *oe = ag_malloc(T * E * sizeof(float)), *wsel = ag_malloc(T * K * sizeof(float));
+	uint32_t *sel = ag_malloc(T * K * sizeof(uint32_t)), *tok = ag_malloc(T * sizeof(uint32_t));
+	float *tw = ag_malloc(T * sizeof(float));
+	int rc = 0;
+	if (!logits || !xe || !g || !u || !oe || !wsel || !sel || !tok || !tw) {
+		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
+		goto done;
+	}
+	matmul(P, &L->router, xn, T, logits, X);
+	for (size_t t = 0; t < T; t++) {
+		float *l = logits + t * X, mx = -INFINITY, sum = 0;
+		for (size_t e = 0; e < X; e++)
+			mx = l[e] > mx ? l[e] : mx;
+		for (size_t e = 0; e < X; e++)
+			sum += (l[e] = expf(l[e] - mx));
+		for (size_t e = 0; e < X; e++)
+			l[e] /= sum;
+		/* top-k of the softmax; the weights stay as they are (Jamba does not renormalise) */
+		for (size_t k = 0; k < K; k++) {
+			size_t best = X;
+			for (size_t e = 0; e < X; e++) {
+				bool taken = false;
+				for (size_t q = 0; q < k; q++)
+					taken |= sel[t * K + q] == e;
+				if (!taken && (best == X || l[e] > l[best]))
+					best = e;
+			}
+			sel[t * K + k] = (uint32_t)best;
+			wsel[t * K + k] = l[best];
+		}
+	}
+	memset(out, 0, T * E * sizeof(float));
+	for (uint32_t e = 0; e < X; e++) {
+		size_t n = 0;
+		for (size_t t = 0; t < T; t++)
+			for (size_t k = 0; k < K; k++)
+				if (sel[t * K + k] == e) {
+					tok[n] = (uint32_t)t;
+					tw[n] = wsel[t * K + k];
+					memcpy(xe + n * E, xn + t * E, E * sizeof(float));
+					n++;
+				}
+		if (!n)
+			continue;
+		engine_weight ge = expert_view(&L->gate_x, e), ue = expert_view(&L->up_x, e),
+			      de = expert_view(&L->down_x, e);
+		swiglu(P, &ge, &ue, &de, xe, n, g, u, oe);
+		for (size_t q = 0; q < n; q++)
+			for (size_t i = 0; i < E; i++)
+				out[tok[q] * E + i] += tw[q] * oe[q * E + i];
+	}
+done:
+	ag_free(logits);
+	ag_free(xe);
+	ag_free(g);
+	ag_free(u);
+	ag_free(oe);
+	ag_free(wsel);
+	ag_free(sel);
+	ag_free(tok);
+	ag_free(tw);
+	return rc;
+}
+
+static int dense(const pass *P, const engine_layer *L, const float *xn, float *out)
+{
+	size_t T = P->T, F = P->m->cfg.n_ff;
+	float *g = ag_malloc(T * F * sizeof(float)), *u = ag_malloc(T * F * sizeof(float));
+	int rc = 0;
+	if (!g || !u)
+		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
+	else
+		swiglu(P, &L->gate, &L->up, &L->down, xn, T, g, u, out);
+	ag_free(g);
+	ag_free(u);
+	return rc;
+}
+
+/* ------------------------------------------------------------ the pass */
+
+static int run_chunk(engine_model *m, engine_state *s, const int32_t *tokens, size_t T, float *logits)
+{
+	const engine_config *c = &m->cfg;
+	size_t E = c->n_embd;
+	int rc = engine_state_reserve(s, s->n_kv + T);
+	if (rc)
+		return rc;
+	pass P = {m, s, T, engine_pool_size(m->pool), NULL, 0, NULL};
+	size_t mc = E;
+	size_t dims[] = {c->d_inner, c->n_ff, (size_t)c->n_head * c->head_dim, c->dt_rank};
+	for (size_t i = 0; i < 4; i++)
+		mc = dims[i] > mc ? dims[i] : mc;
+	P.max_cols = mc;
+	P.scratch = ag_malloc((size_t)P.n_threads * mc * sizeof(float));
+	P.deq = T >= GEMM_MIN ? ag_malloc(DEQ_FLOATS * sizeof(float)) : NULL;
+	float *x = ag_malloc(T * E * sizeof(float)), *xn = ag_malloc(T * E * sizeof(float));
+	float *out = ag_malloc(T * E * sizeof(float));
+	if (!P.scratch || (T >= GEMM_MIN && !P.deq) || !x || !xn || !out) {
+		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
+		goto done;
+	}
+	for (size_t t = 0; t < T; t++)
+		m->kern->row_to_f32(&m->tok_embd, (uint64_t)tokens[t], x + t * E);
+	for (uint32_t i = 0; i < c->n_layer && !rc; i++) {
+		const engine_layer *L = &m->layers[i];
+		for (size_t t = 0; t < T; t++)
+			rmsnorm(m->kern, xn + t * E, x + t * E, L->attn_norm, E, c->rms_eps);
+		rc = L->kind == ENGINE_LAYER_MAMBA ? mamba(&P, L, xn, out) : attention(&P, L, xn, out);
+		if (rc)
+			break;
+		for (size_t q = 0; q < T * E; q++)
+			x[q] += out[q];
+		for (size_t t = 0; t < T; t++)
+			rmsnorm(m->kern, xn + t * E, x + t * E, L->ffn_norm, E, c->rms_eps);
+		rc = L->moe ? moe(&P, L, xn, out) : dense(&P, L, xn, out);
+		if (rc)
+			break;
+		for (size_t q = 0; q < T * E; q++)
+			x[q] += out[q];
+	}
+	if (!rc) {
+		s->n_kv += T;
+		s->n_tokens += T;
+		if (logits) {
+			rmsnorm(m->kern, xn, x + (T - 1) * E, m->out_norm, E, c->rms_eps);
+			P.T = 1;
+			matmul(&P, &m->output, xn, 1, logits, c->n_vocab);
+		}
+	}
+done:
+	ag_free(P.scratch);
+	ag_free(P.deq);
+	ag_free(x);
+	ag_free(xn);
+	ag_free(out);
+	return rc;
+}
+
+int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size_t n, float *logits)
+{
+	if (s->m != m)
+		return ag_error_set(AG_EINVAL, "forward: state belongs to another model");
+	if (!n)
+		return ag_error_set(AG_EINVAL, "forward: no tokens");
+	for (size_t i = 0; i < n; i++)
+		if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->cfg.n_vocab)
+			return ag_error_set(AG_EINVAL, "forward: token %d outside the vocabulary (%u)",
+					    tokens[i], m->cfg.n_vocab);
+	pthread_mutex_lock(&m->pool_lock);
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i += CHUNK_MAX) {
+		size_t T = n - i < CHUNK_MAX ? n - i : CHUNK_MAX;
+		rc = run_chunk(m, s, tokens + i, T, i + T == n ? logits : NULL);
+	}
+	pthread_mutex_unlock(&m->pool_lock);
+	return rc;
+}
+
+int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits)
+{
+	return engine_prefill(m, s, &token, 1, logits);
+}
