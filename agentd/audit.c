@@ -444,7 +444,7 @@ static int insert_record(agentd_audit *a, sqlite3 *db, const agentd_audit_event 
 	return 0;
 }
 
-int agentd_audit_append(agentd_audit *a, sqlite3 *db, const agentd_audit_event *ev, int64_t *seq_out)
+static int check_event(const agentd_audit_event *ev)
 {
 	int rc;
 	if ((rc = check_text("kind", ev->kind, 64, true)) ||
@@ -456,6 +456,12 @@ int agentd_audit_append(agentd_audit *a, sqlite3 *db, const agentd_audit_event *
 		return ag_error_set(AG_EINVAL, "audit event with an empty kind");
 	if (ev->data && !json_is_object(ev->data))
 		return ag_error_set(AG_EINVAL, "audit event data must be a JSON object");
+	return 0;
+}
+
+/* Serialises the event's data canonically and inserts the record. */
+static int append_one(agentd_audit *a, sqlite3 *db, const agentd_audit_event *ev, int64_t *seq_out)
+{
 	char empty[] = "{}", *data = empty;
 	size_t data_len = 2;
 	if (ev->data && json_object_size(ev->data) > 0) {
@@ -464,12 +470,30 @@ int agentd_audit_append(agentd_audit *a, sqlite3 *db, const agentd_audit_event *
 			return ag_error_set(AG_ENOMEM, "out of memory serialising audit data");
 		data_len = strlen(data);
 	}
-	bool own;
-	if (!(rc = unit_begin(db, &own)))
-		rc = unit_end(db, own, insert_record(a, db, ev, data, data_len, seq_out));
+	int rc = insert_record(a, db, ev, data, data_len, seq_out);
 	if (data != empty)
 		ag_free(data);
 	return rc;
+}
+
+int agentd_audit_append_many(agentd_audit *a, sqlite3 *db, const agentd_audit_event *evs, size_t n,
+			     int64_t *first_seq_out)
+{
+	int rc;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = check_event(&evs[i])))
+			return rc;
+	bool own;
+	if ((rc = unit_begin(db, &own)))
+		return rc;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = append_one(a, db, &evs[i], i == 0 ? first_seq_out : NULL);
+	return unit_end(db, own, rc);
+}
+
+int agentd_audit_append(agentd_audit *a, sqlite3 *db, const agentd_audit_event *ev, int64_t *seq_out)
+{
+	return agentd_audit_append_many(a, db, ev, 1, seq_out);
 }
 
 int agentd_audit_record(agentd_audit *a, sqlite3 *db, const char *kind, const char *tenant, const char *user,

@@ -74,6 +74,11 @@ const uint8_t *agentd_audit_public_key(const agentd_audit *a); /* 32 bytes */
  * BEGIN IMMEDIATE ... COMMIT. *seq_out (may be NULL) gets the record's seq. */
 int agentd_audit_append(agentd_audit *a, sqlite3 *db, const agentd_audit_event *ev, int64_t *seq_out);
 
+/* Appends n events as one unit (one commit, one fsync in autocommit mode):
+ * all of them or none. *first_seq_out (may be NULL) gets the first one's seq. */
+int agentd_audit_append_many(agentd_audit *a, sqlite3 *db, const agentd_audit_event *evs, size_t n,
+			     int64_t *first_seq_out);
+
 /* Convenience for call sites: builds the event from its parts; steals `data`
  * (which may be NULL). */
 int agentd_audit_record(agentd_audit *a, sqlite3 *db, const char *kind, const char *tenant, const char *user,

@@ -424,6 +424,35 @@ static void test_transactions(void **state)
 	ag_db_close(db);
 }
 
+/* Several events as one unit: all or none. */
+static void test_append_many(void **state)
+{
+	(void)state;
+	sqlite3 *db = fresh_db();
+	agentd_audit *a;
+	assert_int_equal(agentd_audit_open(&a, db, dir, 0), 0);
+	json_t *d = json_pack("{s:s}", "path", "/v1/runs");
+	agentd_audit_event evs[3] = {
+		{"request", "", "", NULL, 0, d},
+		{"auth", "acme", "bob", NULL, 0, NULL},
+		{"auth", "acme", NULL, NULL, 0, NULL}, /* invalid: no user */
+	};
+	int64_t first = 0;
+	assert_int_equal(agentd_audit_append_many(a, db, evs, 3, &first), AG_EINVAL);
+	agentd_audit_report r = verify(a, db, NULL, 0);
+	assert_int_equal(r.records, 0);
+	assert_int_equal(agentd_audit_append_many(a, db, evs, 2, &first), 0);
+	assert_int_equal(first, 1);
+	assert_int_equal(agentd_audit_append_many(a, db, evs, 2, &first), 0);
+	assert_int_equal(first, 3);
+	r = verify(a, db, NULL, 0);
+	assert_true(r.ok);
+	assert_int_equal(r.records, 4);
+	json_decref(d);
+	agentd_audit_free(a);
+	ag_db_close(db);
+}
+
 int main(void)
 {
 	ag_alloc_init();
@@ -438,6 +467,7 @@ int main(void)
 		cmocka_unit_test(test_cut_tail_detected_by_export),
 		cmocka_unit_test(test_triggers_refuse_edits),
 		cmocka_unit_test(test_transactions),
+		cmocka_unit_test(test_append_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
