@@ -230,6 +230,8 @@ int policies_redact(const policies_policy *p, const policies_principal *who, pol
 		    const char *text, size_t len, policies_redaction *out)
 {
 	memset(out, 0, sizeof *out);
+	if (!text)
+		text = "", len = 0;
 	const char *role = who ? who->role : NULL;
 	span *spans = NULL;
 	size_t n = 0;

@@ -9,11 +9,74 @@
 #include "policies/internal.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+/* Length of an invisible format character at t (soft hyphen, zero-width space/joiners,
+ * bidi controls, word joiner, BOM), or 0. Attackers put them inside words ("ig<ZWSP>nore")
+ * so patterns do not see the word; the model reads straight through them. */
+static size_t invisible_at(const unsigned char *t, size_t n)
+{
+	if (n >= 2 && t[0] == 0xC2 && t[1] == 0xAD)
+		return 2;
+	if (n >= 3 && t[0] == 0xE2 && t[1] == 0x80 &&
+	    ((t[2] >= 0x8B && t[2] <= 0x8F) || (t[2] >= 0xAA && t[2] <= 0xAE)))
+		return 3;
+	if (n >= 3 && t[0] == 0xE2 && t[1] == 0x81 && t[2] >= 0xA0 && t[2] <= 0xA4)
+		return 3;
+	if (n >= 3 && t[0] == 0xEF && t[1] == 0xBB && t[2] == 0xBF)
+		return 3;
+	return 0;
+}
+
+/* A copy of text without invisible characters, or NULL in *out when it has none. */
+static int strip_invisible(char **out, size_t *out_len, const char *text, size_t len)
+{
+	*out = NULL;
+	const unsigned char *t = (const unsigned char *)text;
+	size_t i = 0;
+	while (i < len && !invisible_at(t + i, len - i))
+		i++;
+	if (i == len)
+		return 0;
+	char *c = ag_malloc(len + 1);
+	if (!c)
+		return ag_error_set(AG_ENOMEM, "out of memory scanning untrusted text");
+	size_t k = 0;
+	for (i = 0; i < len;) {
+		size_t n = invisible_at(t + i, len - i);
+		if (n) {
+			i += n;
+			continue;
+		}
+		c[k++] = text[i++];
+	}
+	c[k] = '\0';
+	*out = c;
+	*out_len = k;
+	return 0;
+}
+
 int policies_scan_injection(const policies_policy *p, const char *text, size_t len, policies_decision *out)
 {
+	if (!text)
+		text = "", len = 0;
+	char *clean;
+	size_t clean_len;
+	int rc = strip_invisible(&clean, &clean_len, text, len);
+	if (rc)
+		return rc;
+	if (clean) {
+		rc = policies_scan_injection(p, clean, clean_len, out);
+		ag_free(clean);
+		if (!rc && out->action != POLICIES_ALLOW) {
+			size_t n = strlen(out->reason);
+			snprintf(out->reason + n, sizeof out->reason - n,
+				 " (offset after removing invisible characters)");
+		}
+		return rc;
+	}
 	pcre2_match_data *md = pcre2_match_data_create(1, p->gctx);
 	if (!md)
 		return ag_error_set(AG_ENOMEM, "out of memory scanning untrusted text");
@@ -82,6 +145,8 @@ static bool dangerous_lt(const char *t, size_t len, size_t i)
 
 int policies_neutralise(char **out, size_t *out_len, const char *text, size_t len)
 {
+	if (!text)
+		text = "", len = 0;
 	ag_buf b = AG_BUF_INIT;
 	int rc = ag_buf_reserve(&b, len + 16);
 	size_t from = 0;

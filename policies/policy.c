@@ -205,6 +205,8 @@ int policies_describe(json_t **out, const policies_policy *p)
 int pol_match(const policies_policy *p, const pol_rule *r, pcre2_match_data *md, const char *text, size_t len,
 	      size_t start, size_t *mstart, size_t *mend)
 {
+	if (!text)
+		text = "", len = 0;
 	int rc = pcre2_match(r->code, (PCRE2_SPTR)text, len, start, 0, md, p->mctx);
 	if (rc == PCRE2_ERROR_NOMATCH)
 		return 0;

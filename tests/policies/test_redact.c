@@ -140,6 +140,16 @@ static void test_false_positives_are_left_alone(void **state)
 	expect_untouched("Totals: 12 345 and 678.");
 	expect_untouched("A sketch of skiing and a bearer of news.");
 	expect_untouched("");
+	/* No text at all is empty text. */
+	policies_redaction r;
+	assert_int_equal(policies_redact(def, &analyst, POLICIES_SINK_OUTPUT, NULL, 0, &r), 0);
+	assert_string_equal(r.text, "");
+	policies_redaction_free(&r);
+	policies_decision d;
+	assert_int_equal(policies_scan_injection(def, NULL, 0, &d), 0);
+	assert_int_equal(d.action, POLICIES_ALLOW);
+	assert_int_equal(policies_check_input(def, &analyst, NULL, 0, &d), 0);
+	assert_int_equal(d.action, POLICIES_ALLOW);
 }
 
 static void test_role_and_sink_settings(void **state)
