@@ -15,10 +15,8 @@
 #define MAX_EXTRA 64
 
 static const tools_tool *const builtin[] = {
-	&tools_builtin_calculator,
-	&tools_builtin_sql,
-	&tools_builtin_http_get,
-	&tools_builtin_git,
+	&tools_builtin_calculator, &tools_builtin_sql,  &tools_builtin_http_get,
+	&tools_builtin_git,        &tools_builtin_grep, &tools_builtin_search_docs,
 };
 #define NBUILTIN (sizeof builtin / sizeof builtin[0])
 

@@ -42,7 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STDERR_KEEP 2048
+#define STDERR_KEEP    2048
+#define EXIT_CPU_LIMIT 124 /* A's exit status when B was killed at its CPU limit */
 
 /* ------------------------------------------------------------- probing */
 
@@ -199,9 +200,16 @@ static void child_intermediate(const tools_tool *t, const json_t *args, const to
 	if (b < 0)
 		child_fail(AG_ERR, "fork of the sandboxed process failed");
 	int st;
-	while (waitpid(b, &st, 0) < 0)
+	struct rusage ru;
+	while (wait4(b, &st, 0, &ru) < 0)
 		if (errno != EINTR)
 			_exit(121);
+	/* SIGKILL at the CPU limit (soft == hard) looks like any other SIGKILL to
+	 * the parent, so A, which sees B's CPU time, names it. */
+	double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+		     ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && cpu >= (double)(long)t->limits.cpu_seconds - 0.05)
+		_exit(EXIT_CPU_LIMIT);
 	if (WIFSIGNALED(st))
 		_exit(128 + WTERMSIG(st));
 	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 122);
@@ -395,14 +403,15 @@ int tools_sandbox_run(json_t **out, tools_call_info *info, const tools_tool *t, 
 		rc = ag_error_set(AG_EDENIED,
 				  "was stopped by the sandbox: it attempted a forbidden system call "
 				  "(process creation, exec, tracing or, without network, a socket)");
-	else if (sig == SIGXCPU || (sig == SIGKILL && cpu >= t->limits.cpu_seconds * 0.9))
+	else if (sig == SIGXCPU || code == EXIT_CPU_LIMIT ||
+		 (sig == SIGKILL && cpu >= t->limits.cpu_seconds * 0.9))
 		rc = ag_error_set(AG_ETIMEOUT, "used more than its %.3g s of CPU time and was stopped",
 				  t->limits.cpu_seconds);
 	else if (sig == SIGXFSZ)
 		rc = ag_error_set(AG_EDENIED, "was stopped by the sandbox: it tried to write a file");
 	else if (sig)
-		rc = ag_error_set(AG_ERR, "crashed with signal %d (%s)%s%s", sig, strsignal(sig),
-				  *hint ? ": " : "", hint);
+		rc = ag_error_set(AG_ERR, "crashed with signal %d (%s) after %.2f s of CPU%s%s", sig,
+				  strsignal(sig), cpu, *hint ? ": " : "", hint);
 	else if (result.len)
 		rc = read_envelope(out, info, result.data, result.len);
 	else if (oom_report)
