@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#define POL_KEEP_VERSIONS 50
+
 struct policies_store {
 	pthread_mutex_t mu;
 	policies_policy *cur;
@@ -112,20 +114,40 @@ int policies_migrate(sqlite3 *db)
 
 int policies_save(sqlite3 *db, const policies_policy *p, const char *origin)
 {
-	sqlite3_stmt *st;
-	int rc = ag_db_prepare(db, &st,
-			       "INSERT INTO policy_versions (installed_ms, origin, name, sha256, text) "
-			       "VALUES (?, ?, ?, ?, ?)");
+	int rc = ag_db_begin(db);
 	if (rc)
 		return rc;
+	sqlite3_stmt *st;
+	if ((rc = ag_db_prepare(db, &st,
+				"INSERT INTO policy_versions (installed_ms, origin, name, sha256, text) "
+				"VALUES (?, ?, ?, ?, ?)")))
+		goto fail;
 	sqlite3_bind_int64(st, 1, ag_now_ms());
 	ag_db_bind_text(st, 2, origin);
 	ag_db_bind_text(st, 3, p->name);
 	ag_db_bind_text(st, 4, p->sha256);
 	sqlite3_bind_text(st, 5, p->text, (int)p->text_len, SQLITE_STATIC);
 	int s = sqlite3_step(st);
-	rc = s == SQLITE_DONE ? 0 : ag_db_error(db, s, "recording the policy");
 	sqlite3_finalize(st);
+	if (s != SQLITE_DONE) {
+		rc = ag_db_error(db, s, "recording the policy");
+		goto fail;
+	}
+	/* History for people, not an archive: keep the last POL_KEEP_VERSIONS installs. */
+	if ((rc = ag_db_prepare(
+		     db, &st,
+		     "DELETE FROM policy_versions WHERE id <= (SELECT MAX(id) FROM policy_versions) - ?")))
+		goto fail;
+	sqlite3_bind_int(st, 1, POL_KEEP_VERSIONS);
+	s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s != SQLITE_DONE) {
+		rc = ag_db_error(db, s, "pruning recorded policies");
+		goto fail;
+	}
+	return ag_db_commit(db);
+fail:
+	ag_db_rollback(db);
 	return rc;
 }
 

@@ -318,6 +318,19 @@ static void test_persistence_and_startup_choice(void **state)
 	assert_int_equal(utime(path, &ut), 0);
 	assert_int_equal(policies_open(&p, db, path), AG_EINVAL);
 	assert_null(p);
+	/* Only the recent installs are kept. */
+	assert_int_equal(policies_parse(&p, NULL, small_policy, strlen(small_policy), "again"), 0);
+	for (int i = 0; i < 60; i++)
+		assert_int_equal(policies_save(db, p, "api"), 0);
+	policies_release(p);
+	sqlite3_stmt *st;
+	assert_int_equal(ag_db_prepare(db, &st, "SELECT COUNT(*) FROM policy_versions"), 0);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 50);
+	sqlite3_finalize(st);
+	assert_int_equal(policies_load_latest(db, &p, NULL), 0);
+	assert_string_equal(policies_name(p), "again");
+	policies_release(p);
 	ag_db_close(db);
 }
 
