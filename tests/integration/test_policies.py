@@ -131,6 +131,27 @@ def test_put_replaces_policy(d):
     assert get_policy(d)["text"] == text2
 
 
+def test_policy_in_force_governs_tool_calls(d):
+    # The tools route asks the policy in force; a PUT changes the answer at once.
+    narrow = "[role admin]\ntools = calculator\n[role viewer]\ntools = calculator\n"
+    st, _, body, _ = d.request("PUT", "/v1/policies", body=narrow, key=d.admin_key)
+    assert st == 200, body
+    st, _, body, js = d.request("POST", "/v1/tools/calculator", json={"expression": "12 * 7"},
+                                key=d.admin_key)
+    assert st == 200, body
+    st, _, body, js = d.request("POST", "/v1/tools/sql", json={"database": "x", "query": "SELECT 1"},
+                                key=d.admin_key)
+    assert st == 403, (st, body)
+    assert "role.admin.tools" in js["error"]["message"], js
+    approve = "[role admin]\ntools = *\napprove = calculator\n[role viewer]\ntools = calculator\n"
+    st, _, body, _ = d.request("PUT", "/v1/policies", body=approve, key=d.admin_key)
+    assert st == 200, body
+    st, _, body, js = d.request("POST", "/v1/tools/calculator", json={"expression": "1 + 1"},
+                                key=d.admin_key)
+    assert st == 403, (st, body)
+    assert "role.admin.approve" in js["error"]["message"], js
+
+
 def test_put_policy_survives_restart(d):
     st, _, body, js = d.request("PUT", "/v1/policies", body=API_POLICY, key=d.admin_key)
     assert st == 200, body
