@@ -125,7 +125,12 @@ $(BUILD)/bench/%: bench/%.c $(ALL_LIBS)
 run: $(AGENTD)
 	$(AGENTD) serve
 
-test: all
+# JavaScript packages the integration tests use (the openai client), from package-lock.json.
+JS_DEPS := tests/integration/js/node_modules/.package-lock.json
+$(JS_DEPS): tests/integration/js/package.json tests/integration/js/package-lock.json
+	cd tests/integration/js && npm ci --no-audit --no-fund --loglevel=error
+
+test: all $(JS_DEPS)
 	BUILD=$(BUILD) PYTHON=$(PYTHON) ./scripts/run-tests.sh
 
 asan:

@@ -5,6 +5,7 @@
  * cleanly); SIGHUP is reserved for reloading the policy file.
  */
 #include "agentd/auth.h"
+#include "agentd/audit.h"
 #include "agentd/daemon.h"
 #include "agentd/services.h"
 
@@ -93,10 +94,16 @@ int agentd_cmd_serve(int argc, char **argv)
 	if ((rc = agentd_dbpool_new(&ctx.pool, db_path, (int)threads + 4)) ||
 	    (rc = agentd_metrics_new(&ctx.metrics)))
 		goto fail;
-	long long workers;
+	long long workers, checkpoint_every;
 	if ((rc = agentd_config_get_long(cfg, "run_workers", 1, 64, &workers)) ||
+	    (rc = agentd_config_get_long(cfg, "audit_checkpoint_every", 0, INT64_MAX, &checkpoint_every)) ||
+	    (rc = agentd_audit_open(&ctx.audit, db, ctx.data_dir, checkpoint_every)) ||
 	    (rc = agentd_runs_start(&ctx.runs, db_path, (int)workers)))
 		goto fail;
+	agentd_runs_set_audit(ctx.runs, ctx.audit);
+	if ((rc = agentd_model_open(&ctx.model, cfg)))
+		goto fail;
+	service_ctx.model = ctx.model;
 	agentd_services_init(&services, &service_ctx);
 	ctx.services = &services;
 	agentd_runs_set_executor(ctx.runs, "agent", agentd_agent_execute, &services);
@@ -133,6 +140,8 @@ fail:
 	status = 1;
 done:
 	agentd_runs_stop(ctx.runs); /* unfinished runs stay 'running' and resume on the next start */
+	agentd_model_close(ctx.model);
+	agentd_audit_free(ctx.audit);
 	agentd_dbpool_free(ctx.pool);
 	agentd_metrics_free(ctx.metrics);
 	ag_db_close(db);

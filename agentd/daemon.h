@@ -13,6 +13,7 @@
 
 #include "agentd/cli.h"
 #include "agentd/server.h"
+#include "engine/engine.h"
 
 /* ------------------------------------------------ database connection pool */
 
@@ -51,6 +52,18 @@ typedef struct agentd_match {
 /* Finds the route for method and path; path parameters are copied into the arena. */
 int agentd_router_match(const char *method, const char *path, ag_arena *arena, agentd_match *out);
 
+/* ------------------------------------------------------------- the model */
+
+/* The model the daemon serves: the local engine or a remote server, behind one call. */
+typedef struct agentd_model {
+	char name[128]; /* the id /v1/models shows */
+	long n_ctx;     /* context window in tokens; 0 when unknown */
+	/* One chat completion; thread-safe. */
+	int (*chat)(void *cls, const engine_chat_request *req, engine_chat_response *out);
+	void *cls;
+	atomic_int active; /* generations running on threads of their own (streams) */
+} agentd_model;
+
 /* ------------------------------------------------------------ the daemon */
 
 struct agentd_ctx {
@@ -65,6 +78,8 @@ struct agentd_ctx {
 	unsigned short port;              /* the bound port (useful when the configuration asked for 0) */
 	struct agentd_runs *runs;         /* the run workers */
 	struct agentd_services *services; /* what runs act through (model, tools, retrieval) */
+	agentd_model *model;              /* NULL when the daemon runs without a model */
+	struct agentd_audit *audit;       /* the audit log (key and settings; thread-safe) */
 	atomic_bool stopping;             /* set on SIGTERM: event streams end */
 };
 

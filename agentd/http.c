@@ -12,6 +12,7 @@
  * dropped client) frees the state and records metrics.
  */
 #include "agentd/daemon.h"
+#include "agentd/audit.h"
 #include "agentd/auth.h"
 
 #include <arpa/inet.h>
@@ -334,6 +335,21 @@ static int authenticate(struct MHD_Connection *conn, sqlite3 *db, agentd_princip
 	return agentd_auth_check_key(db, h, p);
 }
 
+/* One audit record per authenticated request: who, what, and the auth decision. */
+static int audit_request(agentd_ctx *ctx, sqlite3 *db, const http_request *hr, const agentd_principal *p,
+			 const char *method, const char *route, const char *decision, const char *reason)
+{
+	if (!ctx->audit)
+		return 0;
+	json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?}", "method", method, "route", route,
+				 "request_id", hr->request_id, "decision", decision, "reason", reason, "role",
+				 p ? p->role_name : NULL, "key_id", p ? p->key_id : NULL);
+	if (!data)
+		return ag_error_set(AG_ENOMEM, "out of memory auditing a request");
+	return agentd_audit_record(ctx->audit, db, p ? "request" : "auth", p ? p->tenant : "",
+				   p ? p->user : "", NULL, 0, data);
+}
+
 static void dispatch(struct MHD_Connection *conn, http_request *hr, const char *url, const char *method,
 		     agentd_response *res)
 {
@@ -387,18 +403,31 @@ static void dispatch(struct MHD_Connection *conn, http_request *hr, const char *
 	if (m.route->roles != AGENTD_PUBLIC) {
 		rc = authenticate(conn, req.db, &principal);
 		if (rc) {
+			char why[256];
+			snprintf(why, sizeof why, "%s", ag_error_last());
 			/* Say nothing about why a key failed beyond "invalid": no oracle for guessing. */
-			fill_error(res, rc,
-				   rc == AG_EUNAUTH ? ag_error_last() : "could not check the API key");
-			if (rc == AG_EUNAUTH)
+			fill_error(res, rc, rc == AG_EUNAUTH ? why : "could not check the API key");
+			if (rc == AG_EUNAUTH) {
 				agentd_reply_header(res, "WWW-Authenticate", "Bearer");
+				audit_request(ctx, req.db, hr, NULL, method, m.route->pattern, "deny", why);
+			}
 			goto out;
 		}
 		req.principal = &principal;
 		if (!(principal.role & m.route->roles)) {
 			ag_error_set(AG_EDENIED, "role '%s' may not use %s %s", principal.role_name, method,
 				     m.route->pattern);
-			fill_error(res, AG_EDENIED, ag_error_last());
+			char why[256];
+			snprintf(why, sizeof why, "%s", ag_error_last());
+			fill_error(res, AG_EDENIED, why);
+			audit_request(ctx, req.db, hr, &principal, method, m.route->pattern, "deny", why);
+			goto out;
+		}
+		/* Fail closed: a request that cannot be recorded is not served. */
+		if ((rc = audit_request(ctx, req.db, hr, &principal, method, m.route->pattern, "allow",
+					NULL))) {
+			fill_error(res, rc == AG_ENOMEM ? AG_ENOMEM : AG_EBUSY,
+				   "could not record the request in the audit log");
 			goto out;
 		}
 	}

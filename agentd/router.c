@@ -16,6 +16,7 @@ static const agentd_route *const route_tables[] = {
 	agentd_routes_runs,
 	agentd_routes_audit,
 	agentd_routes_tools,
+	agentd_routes_openai,
 };
 /* clang-format on */
 

@@ -7,6 +7,7 @@
  * streams can poll cheaply without touching the database.
  */
 #include "agentd/runs.h"
+#include "agentd/audit.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -77,6 +78,7 @@ struct agentd_runs {
 		void *cls;
 	} executors[MAX_EXECUTORS];
 	int nexecutors;
+	agentd_audit *audit; /* NULL: events are not audited */
 };
 
 /* ------------------------------------------------------------- storage */
@@ -115,8 +117,28 @@ static int set_status(sqlite3 *db, const char *id, const char *status, const cha
 	return step_done(db, st, "updating run status");
 }
 
-/* Inserts event type/data for run id; in the caller's transaction if one is open. */
-static int insert_event(sqlite3 *db, const char *id, const char *type, json_t *data, int64_t *seq_out)
+/* The audit record kind for a run event, or NULL for events not audited on their own
+ * (a step's start is covered by its completion; answer deltas by the final answer). */
+static const char *audit_kind(const char *type, const json_t *data)
+{
+	if (strcmp(type, "run.step.completed") == 0) {
+		const char *k = json_string_value(json_object_get(data, "kind"));
+		return k ? k : "step";
+	}
+	if (strcmp(type, "run.created") == 0)
+		return "run";
+	if (strcmp(type, "run.completed") == 0)
+		return "answer";
+	if (strcmp(type, "run.waiting_approval") == 0 || strcmp(type, "run.approved") == 0 ||
+	    strcmp(type, "run.rejected") == 0)
+		return "approval";
+	return NULL;
+}
+
+/* Inserts event type/data for run id, and its audit record in the same transaction (so
+ * a step is never stored without its record); in the caller's transaction if one is open. */
+static int insert_event(agentd_audit *audit, sqlite3 *db, const char *id, const char *tenant,
+			const char *user, const char *type, json_t *data, int64_t *seq_out)
 {
 	char *text = NULL;
 	int rc = ag_json_dump(&text, NULL, data);
@@ -155,6 +177,17 @@ static int insert_event(sqlite3 *db, const char *id, const char *type, json_t *d
 	sqlite3_bind_int64(st, 5, ag_now_ms());
 	if ((rc = step_done(db, st, "storing event")))
 		goto fail;
+	const char *kind = audit ? audit_kind(type, data) : NULL;
+	if (kind) {
+		json_t *rec = json_pack("{s:s, s:O}", "event", type, "data", data);
+		if (!rec) {
+			rc = ag_error_set(AG_ENOMEM, "out of memory auditing an event");
+			goto fail;
+		}
+		if ((rc = agentd_audit_record(audit, db, kind, tenant ? tenant : "", user ? user : "", id,
+					      seq, rec)))
+			goto fail;
+	}
 	if (own_tx && (rc = ag_db_commit(db)))
 		goto fail;
 	ag_free(text);
@@ -387,6 +420,8 @@ int agentd_runs_start(agentd_runs **out, const char *db_path, int workers)
 	return 0;
 }
 
+void agentd_runs_set_audit(agentd_runs *r, struct agentd_audit *audit) { r->audit = audit; }
+
 void agentd_runs_set_executor(agentd_runs *r, const char *kind, agentd_run_executor fn, void *cls)
 {
 	for (int i = 0; i < r->nexecutors; i++)
@@ -474,7 +509,7 @@ int agentd_runs_submit(agentd_runs *r, sqlite3 *db, const char *kind, const char
 	if ((rc = step_done(db, st, "creating run")))
 		goto out;
 	json_t *ev = json_pack("{s:s, s:s}", "id", id, "kind", kind);
-	if ((rc = insert_event(db, id, "run.created", ev, NULL))) {
+	if ((rc = insert_event(r ? r->audit : NULL, db, id, tenant, user, "run.created", ev, NULL))) {
 		json_decref(ev);
 		goto out;
 	}
@@ -747,7 +782,8 @@ int agentd_runs_approve(agentd_runs *r, sqlite3 *db, const char *tenant, const c
 	rc = step_done(db, st, "approving run");
 	ag_free(text);
 	if (!rc)
-		rc = insert_event(db, id, approved ? "run.approved" : "run.rejected", decision, NULL);
+		rc = insert_event(r ? r->audit : NULL, db, id, tenant, user,
+				  approved ? "run.approved" : "run.rejected", decision, NULL);
 	json_decref(decision);
 	if (rc || (rc = ag_db_commit(db)))
 		goto fail;
@@ -777,7 +813,8 @@ int agentd_run_emit(agentd_run *run, const char *type, json_t *data, int64_t *se
 	if (!data)
 		return ag_error_set(AG_ENOMEM, "out of memory recording an event");
 	int64_t seq;
-	int rc = insert_event(run->db, run->id, type, data, &seq);
+	int rc = insert_event(run->runs ? run->runs->audit : NULL, run->db, run->id, run->tenant, run->user,
+			      type, data, &seq);
 	json_decref(data);
 	if (rc)
 		return rc;
@@ -833,7 +870,8 @@ int agentd_run_finish(agentd_run *run, const char *status, json_t *result, const
 		json_t *ev = json_pack("{s:s, s:s?}", "status", status, "error", error);
 		if (ev && result && json_is_object(result))
 			json_object_update(ev, result);
-		rc = ev ? insert_event(db, run->id, "run.completed", ev, &seq)
+		rc = ev ? insert_event(run->runs ? run->runs->audit : NULL, db, run->id, run->tenant,
+				       run->user, "run.completed", ev, &seq)
 			: ag_error_set(AG_ENOMEM, "out of memory finishing a run");
 		json_decref(ev);
 	}
@@ -867,7 +905,8 @@ int agentd_run_wait_approval(agentd_run *run, json_t *what)
 	}
 	int64_t seq = 0;
 	if (!rc)
-		rc = insert_event(db, run->id, "run.waiting_approval", what, &seq);
+		rc = insert_event(run->runs ? run->runs->audit : NULL, db, run->id, run->tenant, run->user,
+				  "run.waiting_approval", what, &seq);
 	if (!rc)
 		rc = ag_db_commit(db);
 	if (rc)

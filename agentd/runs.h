@@ -46,6 +46,10 @@ int agentd_runs_migrate(sqlite3 *db);
 
 /* Starts `workers` threads taking runs from the queue; db_path opens their connections. */
 int agentd_runs_start(agentd_runs **out, const char *db_path, int workers);
+/* Records every step, approval and answer in the audit log, each in the same
+ * transaction as the event it records. */
+struct agentd_audit;
+void agentd_runs_set_audit(agentd_runs *r, struct agentd_audit *audit);
 /* Registers the executor for a kind of run ("agent", "workflow"). */
 void agentd_runs_set_executor(agentd_runs *r, const char *kind, agentd_run_executor fn, void *cls);
 /* Queues runs left running or queued by a previous daemon. Call after the executors are set. */

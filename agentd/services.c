@@ -7,6 +7,9 @@
 #include "agentd/services.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "retrieval/retrieval.h"
@@ -95,12 +98,34 @@ static int svc_retrieve(void *cls, agentd_run *run, const char *query, const jso
 
 static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *req, agentd_gen_result *out)
 {
+	(void)run;
 	agentd_service_ctx *s = cls;
-	if (!s->generate)
+	memset(out, 0, sizeof *out);
+	if (!s->model)
 		return ag_error_set(
 			AG_EUNSUPPORTED,
 			"no model is loaded: start agentd with --model FILE.gguf or --remote URL");
-	return s->generate(s->generate_cls, run, req, out);
+	engine_chat_request cr = {
+		.messages = req->messages,
+		.tools = req->tools,
+		.max_tokens = req->max_tokens,
+		.temperature = (float)req->temperature,
+		.has_seed = true,
+		.seed = req->seed,
+		.on_text = req->on_text,
+		.on_text_cls = req->on_text_cls,
+	};
+	engine_chat_response r;
+	int64_t t0 = ag_monotonic_ns();
+	int rc = s->model->chat(s->model->cls, &cr, &r);
+	if (rc)
+		return rc;
+	out->content = r.content;
+	out->tool_calls = r.tool_calls;
+	out->prompt_tokens = r.prompt_tokens;
+	out->completion_tokens = r.completion_tokens;
+	out->seconds = (double)(ag_monotonic_ns() - t0) / 1e9;
+	return 0;
 }
 
 static int svc_call_tool(void *cls, agentd_run *run, const char *name, const json_t *args, json_t **result)
@@ -117,4 +142,97 @@ void agentd_services_init(agentd_services *svc, agentd_service_ctx *s)
 	svc->call_tool = svc_call_tool;
 	svc->retrieve = svc_retrieve;
 	svc->cls = s;
+}
+
+/* ------------------------------------------------------------ the model */
+
+static int remote_chat(void *cls, const engine_chat_request *req, engine_chat_response *out)
+{
+	return engine_remote_chat(cls, req, out);
+}
+
+static int local_chat(void *cls, const engine_chat_request *req, engine_chat_response *out)
+{
+	return engine_local_chat(cls, req, out);
+}
+
+/* The local engine on the configured GGUF. A missing file is not fatal: the daemon
+ * serves everything else and says why it has no model. */
+static int open_local(agentd_model **out, const agentd_config *cfg)
+{
+	const char *path = agentd_config_get(cfg, "model");
+	if (!path || !*path || access(path, R_OK) != 0) {
+		ag_warn("no model: %s is not readable; chat and agent runs will answer that no model is "
+			"loaded",
+			path && *path ? path : "(none configured)");
+		return 0;
+	}
+	long long threads;
+	int rc = agentd_config_get_long(cfg, "engine_threads", 1, 64, &threads);
+	if (rc)
+		return rc;
+	agentd_model *m = ag_calloc(1, sizeof *m);
+	if (!m)
+		return ag_error_set(AG_ENOMEM, "out of memory opening the model");
+	engine_local *l;
+	if ((rc = engine_local_open(&l, path, (int)threads))) {
+		ag_free(m);
+		return ag_error_wrap(rc, "loading %s", path);
+	}
+	snprintf(m->name, sizeof m->name, "%s", engine_local_name(l));
+	m->n_ctx = engine_model_config(engine_local_model(l))->n_ctx_train;
+	m->chat = local_chat;
+	m->cls = l;
+	ag_info("model %s loaded from %s (%u layers, %llu parameters)", m->name, path,
+		engine_model_config(engine_local_model(l))->n_layer,
+		(unsigned long long)engine_model_config(engine_local_model(l))->n_params);
+	*out = m;
+	return 0;
+}
+
+int agentd_model_open(agentd_model **out, const agentd_config *cfg)
+{
+	*out = NULL;
+	const char *remote = agentd_config_get(cfg, "remote");
+	if (!remote || !*remote)
+		return open_local(out, cfg);
+	const char *key = agentd_config_get(cfg, "remote_api_key");
+	if (!key || !*key)
+		key = getenv("AGENTD_REMOTE_API_KEY");
+	engine_remote_config rc_cfg = {
+		.url = remote,
+		.model = agentd_config_get(cfg, "remote_model"),
+		.api_key = key,
+	};
+	agentd_model *m = ag_calloc(1, sizeof *m);
+	if (!m)
+		return ag_error_set(AG_ENOMEM, "out of memory opening the model");
+	engine_remote *r;
+	int rc = engine_remote_new(&r, &rc_cfg);
+	if (rc) {
+		ag_free(m);
+		return rc;
+	}
+	const char *name = agentd_config_get(cfg, "remote_model");
+	snprintf(m->name, sizeof m->name, "%s", name && *name ? name : "remote");
+	m->chat = remote_chat;
+	m->cls = r;
+	*out = m;
+	return 0;
+}
+
+void agentd_model_close(agentd_model *m)
+{
+	if (!m)
+		return;
+	/* Streams whose clients left may still be finishing a token: wait for them. */
+	for (int i = 0; i < 3000 && atomic_load(&m->active) > 0; i++) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (m->chat == remote_chat)
+		engine_remote_free(m->cls);
+	else if (m->chat == local_chat)
+		engine_local_free(m->cls);
+	ag_free(m);
 }

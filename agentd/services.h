@@ -6,17 +6,23 @@
 #ifndef AGENTD_SERVICES_H
 #define AGENTD_SERVICES_H
 
+#include "agentd/daemon.h"
 #include "agentd/planner.h"
 
 typedef struct agentd_service_ctx {
 	/* The model: the local engine or a remote server; NULL when none is configured. */
-	int (*generate)(void *cls, agentd_run *run, const agentd_gen_request *req, agentd_gen_result *out);
-	void *generate_cls;
+	agentd_model *model;
 	/* The tool runtime (policy-checked, sandboxed); NULL when tools are unavailable. */
 	int (*call_tool)(void *cls, agentd_run *run, const char *name, const json_t *args, json_t **result);
 	void *call_tool_cls;
 } agentd_service_ctx;
 
 void agentd_services_init(agentd_services *svc, agentd_service_ctx *s);
+
+/* The model named by the configuration: --remote URL (an OpenAI-compatible server) or
+ * --model FILE.gguf (the local engine). *out is NULL when neither can be had; the
+ * reason is logged and /v1/chat/completions and runs answer with it. */
+int agentd_model_open(agentd_model **out, const agentd_config *cfg);
+void agentd_model_close(agentd_model *m);
 
 #endif

@@ -9,6 +9,8 @@ libopenblas-dev libjansson-dev libseccomp-dev libsodium-dev libxml2-dev \
 libpoppler-glib-dev libcmocka-dev zlib1g-dev curl git python3 procps"
 
 if [ "${AGENTD_EXTRA_PKGS:-}" != "" ]; then PKGS="$PKGS $AGENTD_EXTRA_PKGS"; fi
+# Node.js drives the browser and OpenAI-client tests; any recent node will do.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then PKGS="$PKGS nodejs npm"; fi
 
 missing=""
 for p in $PKGS; do
