@@ -101,7 +101,7 @@ static int py_float(ag_buf *b, double v)
 			break;
 	}
 	/* e is "-d.ddddde±XX": collect the digits and the exponent. */
-	char digits[24];
+	char digits[24] = {0};
 	size_t nd = 0;
 	const char *q = e;
 	bool neg = *q == '-';
