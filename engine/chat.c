@@ -412,7 +412,10 @@ static int render_chatml(ag_buf *b, const engine_chat_options *o, const msg *m, 
 		rc = put3(b, "<|im_start|>system\n", m[0].content, "<|im_end|>\n");
 		first = 1;
 	}
-	/* Assistant turns after the last user query keep their reasoning; earlier ones lose it. */
+	/* Assistant turns after the last user query keep their reasoning; earlier ones lose it.
+	 * The thinking instruction goes on the last user turn (models/FORMAT.md; the 3B template
+	 * says "the last message", the same thing except after tool calls whose reasoning the
+	 * caller dropped) and on any user turn whose reply kept its reasoning. */
 	size_t last_query = 0;
 	bool any_query = false;
 	for (size_t i = 0; i < n; i++)
@@ -426,7 +429,8 @@ static int render_chatml(ag_buf *b, const engine_chat_options *o, const msg *m, 
 			const msg *next = i + 1 < n ? &m[i + 1] : NULL;
 			bool reply_thinks = next && strcmp(next->role, "assistant") == 0 &&
 					    (next->reasoning || next->content_thinks);
-			bool prefix = o->think && !strstr(x->content, "<think>") && (!next || reply_thinks);
+			bool prefix = o->think && !strstr(x->content, "<think>") &&
+				      (i == last_query || reply_thinks);
 			rc = put3(b, "<|im_start|>user\n", prefix ? think_prefix : "", x->content);
 			if (!rc)
 				rc = ag_buf_puts(b, "<|im_end|>\n");

@@ -187,6 +187,17 @@ static void test_chatml_multi_turn(void **state)
 	assert_non_null(strstr(s, "<|im_start|>assistant\nA<|im_end|>\n"));
 	assert_non_null(strstr(s, "<|im_start|>user\nBegin by thinking"));
 	ag_free(s);
+	/* After a tool call whose reasoning the caller dropped, the question keeps its instruction. */
+	s = render(&o,
+		   J("[{\"role\": \"user\", \"content\": \"q\"},"
+		     " {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"name\": \"f\", "
+		     "\"arguments\": {}}]},"
+		     " {\"role\": \"tool\", \"content\": \"1\"}]"),
+		   NULL);
+	assert_non_null(strstr(s, "<|im_start|>user\nBegin by thinking"));
+	assert_non_null(strstr(s, "<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": "
+				  "{}}\n</tool_call><|im_end|>"));
+	ag_free(s);
 	/* Without thinking: no instruction, a plain generation prompt, no BOS when not asked. */
 	o.think = false;
 	o.add_bos = false;
