@@ -287,12 +287,12 @@ int confine_seccomp(unsigned needs)
 	for (size_t i = 0; i < sizeof killed_always / sizeof killed_always[0]; i++)
 		ADD(SCMP_ACT_KILL_PROCESS, killed_always[i], 0);
 	/* Signals only to ourselves (abort(), pthread_kill). */
-	ADD(SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+	ADD(SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
 	/* Limits may be read, never changed. */
-	ADD(SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A2(SCMP_CMP_EQ, 0));
-	ADD(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD));
-	ADD(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONBIO));
-	ADD(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS));
+	ADD(SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A2(SCMP_CMP_EQ, 0, 0));
+	ADD(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONREAD, 0));
+	ADD(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, FIONBIO, 0));
+	ADD(SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS, 0));
 	/* A new process is never allowed; a thread only for tools that declare it.
 	 * clone3 hides its flags in memory seccomp cannot read: ENOSYS makes glibc fall back to clone. */
 	ADD(SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
@@ -306,7 +306,7 @@ int confine_seccomp(unsigned needs)
 		static const int families[] = {AF_INET, AF_INET6, AF_UNIX, AF_NETLINK};
 		for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
 			ADD(SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-			    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
+			    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i], 0));
 	} else {
 		ADD(SCMP_ACT_KILL_PROCESS, SCMP_SYS(socket), 0);
 		ADD(SCMP_ACT_KILL_PROCESS, SCMP_SYS(socketpair), 0);

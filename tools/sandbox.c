@@ -119,7 +119,7 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-static void child_fail(int code, const char *msg)
+__attribute__((noreturn)) static void child_fail(int code, const char *msg)
 {
 	json_t *v = json_pack("{s:b, s:i, s:s}", "ok", 0, "code", code, "error", msg);
 	char *text = NULL;
@@ -132,7 +132,8 @@ static void child_fail(int code, const char *msg)
 }
 
 /* B: lock down, run, answer. Never returns. */
-static void child_run(const tools_tool *t, const json_t *args, const tools_job *job, unsigned ns)
+__attribute__((noreturn)) static void child_run(const tools_tool *t, const json_t *args, const tools_job *job,
+						unsigned ns)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	const tools_sandbox_support *sup = &support;
@@ -165,8 +166,8 @@ static void child_run(const tools_tool *t, const json_t *args, const tools_job *
 }
 
 /* A: isolate, fork B, report how B ended. Never returns. */
-static void child_intermediate(const tools_tool *t, const json_t *args, const tools_job *job, int out_w,
-			       int err_w)
+__attribute__((noreturn)) static void child_intermediate(const tools_tool *t, const json_t *args,
+							 const tools_job *job, int out_w, int err_w)
 {
 	setsid();
 	prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -107,13 +107,14 @@ static int hostile_run(json_t **out, const json_t *args, const json_t *input)
 	}
 	if (strcmp(mode, "alloc") == 0) {
 		size_t n = 10ull << 30;
-		char *p = malloc(n);
+		/* volatile: the compiler may not elide an allocation whose stores are observable. */
+		volatile char *p = malloc(n);
 		if (!p)
 			return ag_error_set(AG_ENOMEM, "malloc of 10 GB failed");
 		for (size_t i = 0; i < n; i += 4096)
 			p[i] = 1;
 		*out = json_pack("{s:b}", "allocated", 1);
-		free(p);
+		free((void *)p);
 		return 0;
 	}
 	if (strcmp(mode, "loop") == 0) {
