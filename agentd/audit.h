@@ -95,6 +95,11 @@ int agentd_audit_checkpoint_now(agentd_audit *a, sqlite3 *db, agentd_audit_check
 int agentd_audit_verify(const agentd_audit *a, sqlite3 *db, const agentd_audit_checkpoint *external,
 			size_t nexternal, agentd_audit_report *report);
 
+/* Verifies an export or archive file on its own (no database): record hashes,
+ * links, an archive's segment start, and its checkpoint lines, which must be
+ * signed by a's key. Returns 0 when the check ran (report->ok says how it went). */
+int agentd_audit_verify_file(const agentd_audit *a, const char *path, agentd_audit_report *report);
+
 /* Checkpoints as JSON: {"type":"checkpoint","seq","hash","time_ms","public_key","signature"}. */
 json_t *agentd_audit_checkpoint_json(const agentd_audit_checkpoint *cp);
 int agentd_audit_checkpoint_parse(const json_t *v, agentd_audit_checkpoint *out);

@@ -265,8 +265,7 @@ static int checkpoint_at(agentd_audit *a, sqlite3 *db, int64_t seq, agentd_audit
 }
 
 /* Writes the archive: where the segment starts, its records, its checkpoint. */
-static int write_archive(sqlite3 *db, const char *path, int64_t from, const uint8_t from_hash[32], int64_t to,
-			 const agentd_audit_checkpoint *cp)
+static int write_archive(sqlite3 *db, const char *path, int64_t from, const uint8_t from_hash[32], int64_t to)
 {
 	char tmp[PATH_MAX];
 	if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
@@ -296,10 +295,25 @@ static int write_archive(sqlite3 *db, const char *path, int64_t from, const uint
 		rc = write_records(db, st, f, &n);
 		sqlite3_finalize(st);
 	}
-	json_t *c = rc ? NULL : agentd_audit_checkpoint_json(cp);
-	if (!rc)
-		rc = c ? write_line(f, c) : ag_error_set(AG_ENOMEM, "out of memory");
-	json_decref(c);
+	/* Every signed checkpoint inside the segment, its last record's included. */
+	if (!rc &&
+	    !(rc = ag_db_prepare(db, &st,
+				 "SELECT seq, hash, time_ms, public_key, signature FROM audit_checkpoints"
+				 " WHERE seq > ? AND seq <= ? ORDER BY seq"))) {
+		sqlite3_bind_int64(st, 1, from);
+		sqlite3_bind_int64(st, 2, to);
+		int s;
+		while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+			agentd_audit_checkpoint c;
+			checkpoint_from_row(st, &c);
+			json_t *v = agentd_audit_checkpoint_json(&c);
+			rc = v ? write_line(f, v) : ag_error_set(AG_ENOMEM, "out of memory");
+			json_decref(v);
+		}
+		if (!rc && s != SQLITE_DONE)
+			rc = ag_db_error(db, s, "reading audit checkpoints");
+		sqlite3_finalize(st);
+	}
 	if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0))
 		rc = ag_error_set(AG_EIO, "%s: %s", tmp, strerror(errno));
 	if (fclose(f) != 0 && !rc)
@@ -328,7 +342,7 @@ static int archive_locked(agentd_audit *a, sqlite3 *db, int64_t before_ms, const
 		return rc;
 	/* The file is on disk before the records leave: a crash in between leaves
 	 * them in both places, never in neither. */
-	if ((rc = write_archive(db, path, from, from_hash, to, &cp)))
+	if ((rc = write_archive(db, path, from, from_hash, to)))
 		return rc;
 	sqlite3_stmt *st;
 	if ((rc = ag_db_prepare(

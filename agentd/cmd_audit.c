@@ -5,6 +5,7 @@
  *                                        checkpoints in FILE, e.g. an earlier export kept
  *                                        elsewhere); exit 0 if intact, 1 naming the first
  *                                        bad record
+ *   audit verify --file FILE             check an export or archive file on its own
  *   audit export [--since SEQ] [--out FILE]   records as JSON Lines
  *   audit checkpoint [--out FILE]        sign the chain head now; prints that checkpoint
  *   audit checkpoints [--out FILE]       every signed checkpoint as JSON Lines, for an
@@ -23,7 +24,8 @@
 #include <string.h>
 
 #define USAGE                                                                                                \
-	"usage: agentd audit verify [--checkpoint FILE] | export [--since SEQ] [--out FILE] | checkpoint "   \
+	"usage: agentd audit verify [--checkpoint FILE | --file FILE] | export [--since SEQ] [--out FILE] "  \
+	"| checkpoint "                                                                                      \
 	"[--out FILE] | checkpoints [--out FILE] | archive [--older-than-days N] [--out FILE]   (with "      \
 	"[--data DIR] [--config FILE])\n"
 
@@ -33,26 +35,27 @@ static int fail(int status)
 	return status;
 }
 
-static int cmd_verify(sqlite3 *db, agentd_audit *a, const char *cp_file)
+static int cmd_verify(sqlite3 *db, agentd_audit *a, const char *cp_file, const char *file)
 {
 	agentd_audit_checkpoint *ext = NULL;
 	size_t next = 0;
 	if (cp_file && agentd_audit_checkpoints_load(cp_file, &ext, &next))
 		return fail(1);
 	agentd_audit_report r;
-	int rc = agentd_audit_verify(a, db, ext, next, &r);
+	int rc = file ? agentd_audit_verify_file(a, file, &r) : agentd_audit_verify(a, db, ext, next, &r);
 	ag_free(ext);
 	if (rc)
 		return fail(1);
+	const char *what = file ? file : "audit log";
 	if (!r.ok) {
-		printf("audit log BROKEN at record %" PRId64 ": %s\n", r.first_bad, r.reason);
+		printf("%s BROKEN at record %" PRId64 ": %s\n", what, r.first_bad, r.reason);
 		return 1;
 	}
 	char head[65];
 	ag_hex_encode(head, r.head_hash, 32);
-	printf("audit log ok: %" PRId64 " records (%" PRId64 "..%" PRId64 "), %" PRId64
+	printf("%s ok: %" PRId64 " records (%" PRId64 "..%" PRId64 "), %" PRId64
 	       " checkpoints checked, head %s\n",
-	       r.records, r.first_seq, r.head_seq, r.checkpoints, head);
+	       what, r.records, r.first_seq, r.head_seq, r.checkpoints, head);
 	return 0;
 }
 
@@ -114,9 +117,14 @@ static int cmd_archive(sqlite3 *db, agentd_audit *a, const agentd_config *cfg, c
 static int run(const char *sub, sqlite3 *db, agentd_audit *a, const agentd_config *cfg,
 	       const char *const *vals)
 {
-	const char *since = vals[0], *out = vals[1], *cp_file = vals[2], *days = vals[3];
-	if (strcmp(sub, "verify") == 0)
-		return cmd_verify(db, a, cp_file);
+	const char *since = vals[0], *out = vals[1], *cp_file = vals[2], *days = vals[3], *file = vals[4];
+	if (strcmp(sub, "verify") == 0) {
+		if (cp_file && file) {
+			fprintf(stderr, "agentd: give --checkpoint or --file, not both\n");
+			return 2;
+		}
+		return cmd_verify(db, a, cp_file, file);
+	}
 	if (strcmp(sub, "archive") == 0)
 		return cmd_archive(db, a, cfg, days, out);
 	long long since_seq = 0;
@@ -159,8 +167,8 @@ int agentd_cmd_audit(int argc, char **argv)
 	agentd_config *cfg;
 	if (agentd_config_new(&cfg))
 		return fail(1);
-	static const char *const extra[] = {"since", "out", "checkpoint", "older-than-days", NULL};
-	const char *vals[4] = {NULL}, *pos[1];
+	static const char *const extra[] = {"since", "out", "checkpoint", "older-than-days", "file", NULL};
+	const char *vals[5] = {NULL}, *pos[1];
 	int npos, status;
 	if ((status = agentd_cli_parse(argc - 1, argv + 1, cfg, extra, vals, pos, 0, &npos)))
 		goto out;

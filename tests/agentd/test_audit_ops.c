@@ -129,6 +129,91 @@ static void test_archive_keeps_chain_verifiable(void **state)
 	ag_db_close(db);
 }
 
+/* Replaces the first occurrence of from with to in a file. */
+static void edit_file(const char *path, const char *from, const char *to)
+{
+	char *text;
+	size_t len;
+	assert_int_equal(ag_read_file(path, 1 << 24, &text, &len), 0);
+	char *at = strstr(text, from);
+	assert_non_null(at);
+	ag_buf b = AG_BUF_INIT;
+	assert_int_equal(ag_buf_append(&b, text, (size_t)(at - text)), 0);
+	assert_int_equal(ag_buf_puts(&b, to), 0);
+	assert_int_equal(ag_buf_puts(&b, at + strlen(from)), 0);
+	assert_int_equal(ag_write_file(path, b.data, b.len, 0600), 0);
+	ag_buf_free(&b);
+	ag_free(text);
+}
+
+/* Export and archive files verify on their own, and edits to them are caught. */
+static void test_verify_files(void **state)
+{
+	(void)state;
+	sqlite3 *db = fresh_db();
+	agentd_audit *a;
+	assert_int_equal(agentd_audit_open(&a, db, dir, 4), 0);
+	for (int i = 0; i < 9; i++)
+		add(a, db, "acme", i % 2 ? "bob" : "carol", "run_f", i, i == 8 ? "answer" : "model_call");
+	char exp[700], arch[700];
+	snprintf(exp, sizeof exp, "%s/export.jsonl", dir);
+	snprintf(arch, sizeof arch, "%s/archive.jsonl", dir);
+	FILE *f = fopen(exp, "w");
+	assert_non_null(f);
+	assert_int_equal(agentd_audit_export(db, 0, f, NULL), 0);
+	assert_int_equal(agentd_audit_export_checkpoints(db, f, NULL), 0);
+	fclose(f);
+	agentd_audit_report r;
+	assert_int_equal(agentd_audit_verify_file(a, exp, &r), 0);
+	if (!r.ok)
+		fail_msg("%s", r.reason);
+	assert_int_equal(r.records, 9);
+	assert_int_equal(r.checkpoints, 2);
+	/* Archive the first 9 with a later cut; a second batch goes into the next archive. */
+	int64_t n;
+	assert_int_equal(agentd_audit_archive(a, db, ag_now_ms() + 1, arch, &n), 0);
+	assert_int_equal(n, 9);
+	assert_int_equal(agentd_audit_verify_file(a, arch, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.first_seq, 1);
+	assert_int_equal(r.checkpoints, 3); /* 4, 8 and the archive's own at 9 */
+	for (int i = 0; i < 3; i++)
+		add(a, db, "acme", "bob", "run_g", i, "tool_call");
+	snprintf(arch, sizeof arch, "%s/archive2.jsonl", dir);
+	assert_int_equal(agentd_audit_archive(a, db, ag_now_ms() + 1, arch, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(agentd_audit_verify_file(a, arch, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.first_seq, 10); /* the segment continues from record 9's hash */
+	/* Edits: a record's data, a dropped record line, a cut tail behind a checkpoint. */
+	edit_file(exp, "\"user\":\"bob\"", "\"user\":\"eve\"");
+	assert_int_equal(agentd_audit_verify_file(a, exp, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad, 2);
+	edit_file(arch, "\"tool_call\"", "\"tool_kall\"");
+	assert_int_equal(agentd_audit_verify_file(a, arch, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad, 10);
+	/* The first archive without its last record line: its checkpoint names the missing tail. */
+	snprintf(arch, sizeof arch, "%s/archive.jsonl", dir);
+	char *text;
+	size_t len;
+	assert_int_equal(ag_read_file(arch, 1 << 24, &text, &len), 0);
+	char *rec9 = strstr(text, "{\"type\":\"record\",\"seq\":9,");
+	assert_non_null(rec9);
+	char *eol = strchr(rec9, '\n');
+	assert_non_null(eol);
+	memmove(rec9, eol + 1, strlen(eol + 1) + 1);
+	assert_int_equal(ag_write_file(arch, text, strlen(text), 0600), 0);
+	ag_free(text);
+	assert_int_equal(agentd_audit_verify_file(a, arch, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad, 9);
+	assert_non_null(strstr(r.reason, "missing"));
+	agentd_audit_free(a);
+	ag_db_close(db);
+}
+
 static void test_key_lifecycle(void **state)
 {
 	(void)state;
@@ -324,6 +409,7 @@ int main(void)
 	ag_log_set_level(AG_LOG_WARN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_archive_keeps_chain_verifiable),
+		cmocka_unit_test(test_verify_files),
 		cmocka_unit_test(test_key_lifecycle),
 		cmocka_unit_test(test_list_filters_and_pages),
 		cmocka_unit_test(test_concurrent_appends),
