@@ -379,7 +379,10 @@ int engine_state_drop_oldest(engine_state *s, uint64_t n);
 /* ---- forward passes ---- */
 
 /* Feeds tokens (a whole prompt) and writes the logits after the last one
- * (n_vocab floats) to logits (may be NULL to only advance the state). */
+ * (n_vocab floats) to logits (may be NULL to only advance the state).
+ * AG_EINVAL (bad token, state of another model) leaves the state untouched;
+ * after AG_ENOMEM the state may be partly advanced: reset or free it.
+ * Passes on one model are serialised (they share its thread pool). */
 int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size_t n, float *logits);
 /* One token. */
 int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits);

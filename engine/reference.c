@@ -223,9 +223,11 @@ int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t
 	rmsnorm(hn, x, m->out_norm, E, c->rms_eps);
 	matvec(&R, &m->output, hn, logits);
 done:
-	for (uint32_t i = 0; R.k && i < c->n_attention; i++) {
-		ag_free(R.k[i]);
-		ag_free(R.v[i]);
+	for (uint32_t i = 0; i < c->n_attention; i++) {
+		if (R.k)
+			ag_free(R.k[i]);
+		if (R.v)
+			ag_free(R.v[i]);
 	}
 	ag_free(R.k);
 	ag_free(R.v);

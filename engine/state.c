@@ -57,9 +57,11 @@ void engine_state_free(engine_state *s)
 {
 	if (!s)
 		return;
-	for (uint32_t i = 0; s->k && i < s->n_attn; i++) {
-		ag_free(s->k[i]);
-		ag_free(s->v[i]);
+	for (uint32_t i = 0; i < s->n_attn; i++) {
+		if (s->k)
+			ag_free(s->k[i]);
+		if (s->v)
+			ag_free(s->v[i]);
 	}
 	ag_free(s->k);
 	ag_free(s->v);
@@ -77,6 +79,9 @@ int engine_state_reserve(engine_state *s, uint64_t need)
 	while (cap < need)
 		cap *= 2;
 	for (uint32_t i = 0; i < s->n_attn; i++) {
+		if (cap > SIZE_MAX / sizeof(float) / s->kv_dim[i])
+			return ag_error_set(AG_ENOMEM, "state: %llu K/V entries do not fit in memory",
+					    (unsigned long long)need);
 		size_t bytes = (size_t)cap * s->kv_dim[i] * sizeof(float);
 		float *k = ag_realloc(s->k[i], bytes);
 		if (!k)

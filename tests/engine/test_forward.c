@@ -395,6 +395,112 @@ static void test_threads_same_result(void **state)
 	engine_model_free(m);
 }
 
+/* A prompt longer than one prefill chunk (256) and past several K/V growths. */
+static void test_long_prompt_chunks(void **state)
+{
+	(void)state;
+	engine_jamba_random p;
+	engine_jamba_random_init(&p);
+	p.n_embd = 32;
+	p.n_ff = 32;
+	p.n_head = 2;
+	p.n_head_kv = 1;
+	p.seed = 81;
+	engine_model *m = make(&p);
+	uint32_t V = engine_model_config(m)->n_vocab;
+	enum { N = 300 };
+	int32_t *toks = malloc(N * sizeof(int32_t));
+	tokens_for(toks, N, V, 8);
+	float *a = calloc(V, sizeof(float)), *b = calloc(V, sizeof(float));
+	engine_state *s1, *s2;
+	assert_int_equal(engine_state_new(&s1, m), 0);
+	assert_int_equal(engine_state_new(&s2, m), 0);
+	assert_int_equal(engine_prefill(m, s1, toks, N, a), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(engine_decode(m, s2, toks[i], b), 0);
+	assert_int_equal(engine_state_n_kv(s1), N);
+	double d = rel_err_f(a, b, V);
+	if (!(d <= 1e-5))
+		fail_msg("long prompt: prefill vs decode %.3g", d);
+	engine_state_free(s1);
+	engine_state_free(s2);
+	engine_model_free(m);
+	free(toks);
+	free(a);
+	free(b);
+}
+
+/* Every allocation of load, state and pass may fail: an error, never a crash or a leak. */
+static void test_allocation_failures(void **state)
+{
+	(void)state;
+	engine_jamba_random p;
+	engine_jamba_random_init(&p);
+	p.n_vocab = 300;
+	p.n_embd = 32;
+	p.n_ff = 32;
+	p.n_layer = 3;
+	p.attn_period = 3;
+	p.attn_offset = 1;
+	p.expert_offset = 0;
+	p.seed = 91;
+	engine_model *m = make(&p);
+	engine_model_free(m);
+	int failures = 0;
+	for (long n = 1;; n++) {
+		ag_alloc_fail_after(n);
+		int rc = engine_model_load(&m, model_path);
+		ag_alloc_fail_after(0);
+		if (rc == 0)
+			break;
+		assert_int_equal(rc, AG_ENOMEM);
+		assert_null(m);
+		failures++;
+	}
+	assert_true(failures > 300); /* one per vocabulary string at least */
+	int32_t toks[12];
+	tokens_for(toks, 12, 300, 1);
+	float *lg = calloc(300, sizeof(float));
+	for (long n = 1;; n++) {
+		engine_state *s = NULL, *f = NULL, *r = NULL;
+		uint8_t *bytes = NULL;
+		size_t len;
+		ag_alloc_fail_after(n);
+		int rc = engine_state_new(&s, m);
+		if (!rc)
+			rc = engine_prefill(m, s, toks, 12, lg);
+		if (!rc)
+			rc = engine_decode(m, s, 5, lg);
+		if (!rc)
+			rc = engine_state_fork(&f, s);
+		if (!rc)
+			rc = engine_state_serialize(s, &bytes, &len);
+		if (!rc)
+			rc = engine_state_restore(&r, m, bytes, len);
+		ag_alloc_fail_after(0);
+		engine_state_free(s);
+		engine_state_free(f);
+		engine_state_free(r);
+		ag_free(bytes);
+		if (rc == 0)
+			break;
+		assert_int_equal(rc, AG_ENOMEM);
+		assert_true(n < 10000);
+	}
+	double *ref = calloc(300, sizeof(double));
+	for (long n = 1;; n++) {
+		ag_alloc_fail_after(n);
+		int rc = engine_reference_logits(m, toks, 12, ref);
+		ag_alloc_fail_after(0);
+		if (rc == 0)
+			break;
+		assert_int_equal(rc, AG_ENOMEM);
+	}
+	free(ref);
+	free(lg);
+	engine_model_free(m);
+}
+
 int main(void)
 {
 	ag_alloc_init();
@@ -406,6 +512,8 @@ int main(void)
 		cmocka_unit_test(test_state_fork_serialize_restore),
 		cmocka_unit_test(test_drop_oldest),
 		cmocka_unit_test(test_threads_same_result),
+		cmocka_unit_test(test_long_prompt_chunks),
+		cmocka_unit_test(test_allocation_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
