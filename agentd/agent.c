@@ -320,8 +320,24 @@ static int agent_loop(agent *a)
 					  json_array_size(problems) == 0, "problems", problems),
 				NULL);
 		if (json_array_size(problems) == 0) {
-			json_t *extra = json_pack("{s:s, s:o, s:{s:b}}", "answer", draft, "citations",
-						  citations, "validation", "ok", 1);
+			char *released = NULL;
+			if (a->svc->check_output) {
+				int orc = a->svc->check_output(a->svc->cls, a->run, draft, &released);
+				if (orc) {
+					json_decref(citations);
+					json_decref(problems);
+					agentd_gen_result_clear(&g);
+					json_decref(last_problems);
+					if (orc != AG_EDENIED)
+						return orc;
+					return finish(a, "failed", json_pack("{s:s}", "stopped_by", "policy"),
+						      ag_error_last());
+				}
+			}
+			json_t *extra =
+				json_pack("{s:s, s:o, s:{s:b}}", "answer", released ? released : draft,
+					  "citations", citations, "validation", "ok", 1);
+			ag_free(released);
 			json_decref(problems);
 			agentd_gen_result_clear(&g);
 			json_decref(last_problems);
@@ -383,6 +399,23 @@ int agentd_agent_execute(agentd_run *run, void *cls)
 	a.b.max_tokens = budget_value(bud, "max_tokens", DEFAULT_MAX_TOKENS, 10000000);
 	a.b.max_seconds = budget_value(bud, "max_seconds", DEFAULT_MAX_SECONDS, 86400);
 	a.b.max_tool_calls = budget_value(bud, "max_tool_calls", DEFAULT_MAX_TOOL_CALLS, 1000);
+	if (a.svc->role_budget) {
+		/* The role's limits are a ceiling the request can only lower. */
+		long lim[4] = {0, 0, 0, 0};
+		a.svc->role_budget(a.svc->cls, run, &lim[0], &lim[1], &lim[2], &lim[3]);
+		long *have[4] = {&a.b.max_steps, &a.b.max_tokens, &a.b.max_seconds, &a.b.max_tool_calls};
+		for (int i = 0; i < 4; i++)
+			if (lim[i] > 0 && *have[i] > lim[i])
+				*have[i] = lim[i];
+	}
+	if (a.svc->check_input) {
+		int irc = a.svc->check_input(a.svc->cls, run, question);
+		if (irc == AG_EDENIED)
+			return agentd_run_finish(run, "failed", json_pack("{s:s}", "stopped_by", "policy"),
+						 ag_error_last());
+		if (irc)
+			return irc;
+	}
 	/* An agent run keeps no resumable position: one interrupted by a restart ends honestly. */
 	if (run->state)
 		return agentd_run_finish(run, "failed", NULL,

@@ -2,11 +2,13 @@
  * `agentd serve`: opens the store, creates the first admin key on first
  * start, starts the HTTP server and waits for signals. SIGINT and SIGTERM
  * stop it gracefully (in-flight requests finish, the database is closed
- * cleanly); SIGHUP is reserved for reloading the policy file.
+ * cleanly); SIGHUP reloads the policy file, keeping the policy in force if the
+ * file is invalid.
  */
 #include "agentd/auth.h"
 #include "agentd/audit.h"
 #include "agentd/daemon.h"
+#include "agentd/policy_store.h"
 #include "agentd/services.h"
 
 #include <signal.h>
@@ -104,11 +106,14 @@ int agentd_cmd_serve(int argc, char **argv)
 	if ((rc = agentd_model_open(&ctx.model, cfg)))
 		goto fail;
 	service_ctx.model = ctx.model;
+	service_ctx.daemon = &ctx;
 	agentd_services_init(&services, &service_ctx);
 	ctx.services = &services;
 	agentd_runs_set_executor(ctx.runs, "agent", agentd_agent_execute, &services);
 	agentd_runs_set_executor(ctx.runs, "workflow", agentd_workflow_execute, &services);
 	if ((rc = agentd_runs_resume(ctx.runs, db)))
+		goto fail;
+	if ((rc = agentd_policies_open(&ctx, db)))
 		goto fail;
 	if ((rc = agentd_http_start(&ctx)))
 		goto fail;
@@ -124,7 +129,7 @@ int agentd_cmd_serve(int argc, char **argv)
 		if (sigwait(&sigs, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			ag_info("SIGHUP: nothing to reload yet");
+			agentd_policies_reload(&ctx, db);
 			continue;
 		}
 		ag_info("%s: stopping; in-flight requests may finish (up to %llds)",
@@ -140,6 +145,7 @@ fail:
 	status = 1;
 done:
 	agentd_runs_stop(ctx.runs); /* unfinished runs stay 'running' and resume on the next start */
+	agentd_policies_close();
 	agentd_model_close(ctx.model);
 	agentd_audit_free(ctx.audit);
 	agentd_dbpool_free(ctx.pool);

@@ -12,6 +12,13 @@ static const struct {
 	{"serve", agentd_cmd_serve,
 	 "serve [--config FILE] [--listen HOST:PORT] [--data DIR] [--model FILE.gguf | --remote URL]"},
 	{"keys", agentd_cmd_keys, "keys create --tenant T --user U --role R"},
+	{"ingest", agentd_cmd_ingest, "ingest [--collection C] [--tenant T] PATH..."},
+	{"ask", agentd_cmd_ask, "ask [--collection C] [--tenant T] [--user U] \"question\""},
+	{"generate", agentd_cmd_generate,
+	 "generate --model FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]"},
+	{"logits", agentd_cmd_logits, "logits --model FILE.gguf --tokens \"ID ID ...\""},
+	{"audit", agentd_cmd_audit, "audit verify | audit export [--since SEQ]"},
+	{"policy", agentd_cmd_policy, "policy check FILE | policy default"},
 };
 
 static void usage(FILE *f)

@@ -49,6 +49,15 @@ typedef struct agentd_services {
 	 * array of {chunk_id, document_id, title, title_path, text, start_byte, end_byte, score}. */
 	int (*retrieve)(void *cls, agentd_run *run, const char *query, const json_t *collections, int k,
 			json_t **hits);
+	/* Optional policy gates (NULL: everything passes). check_input sees the question before
+	 * anything runs; check_output sees the draft answer and may replace it (*answer_out,
+	 * caller's, NULL to keep it). Either returns AG_EDENIED with the rule in the message. */
+	int (*check_input)(void *cls, agentd_run *run, const char *input);
+	int (*check_output)(void *cls, agentd_run *run, const char *answer, char **answer_out);
+	/* Optional: the role's budget limits, which a request may lower but never raise.
+	 * Fills the fields it knows (0: no limit from policy). */
+	void (*role_budget)(void *cls, agentd_run *run, long *max_steps, long *max_tokens, long *max_seconds,
+			    long *max_tool_calls);
 	void *cls;
 } agentd_services;
 

@@ -17,6 +17,7 @@ static const agentd_route *const route_tables[] = {
 	agentd_routes_audit,
 	agentd_routes_tools,
 	agentd_routes_openai,
+	agentd_routes_policies,
 };
 /* clang-format on */
 

@@ -30,12 +30,13 @@ struct agentd_run {
 	char tenant[64];
 	char user[128];
 	char role[16];
-	char kind[16];       /* "agent" or "workflow" */
-	json_t *request;     /* the run's request as submitted (borrowed) */
-	json_t *state;       /* what the executor saved last (borrowed; NULL at first start) */
-	json_t *approval;    /* the last approval decision {approved, user, comment} or NULL */
-	int64_t started_ns;  /* monotonic time the current execution began */
-	atomic_bool *cancel; /* set when cancellation is requested */
+	char kind[16];         /* "agent" or "workflow" */
+	json_t *request;       /* the run's request as submitted (borrowed) */
+	json_t *state;         /* what the executor saved last (borrowed; NULL at first start) */
+	json_t *approval;      /* the last approval decision {approved, user, comment} or NULL */
+	int64_t started_ns;    /* monotonic time the current execution began */
+	atomic_bool *cancel;   /* set when cancellation is requested */
+	char flagged_rule[96]; /* set when untrusted text in the context was flagged (policy rule id) */
 };
 
 /* Does the run's work. Returns 0 after agentd_run_finish() or

@@ -6,13 +6,17 @@
  */
 #include "agentd/services.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 #include <string.h>
 
+#include "agentd/audit.h"
+#include "agentd/policy_store.h"
 #include "retrieval/retrieval.h"
+#include "tools/tools.h"
 
 static void principal_of(const agentd_run *run, retrieval_principal *p)
 {
@@ -46,10 +50,11 @@ static char *title_trail(const char *title, const char *path)
 	return ag_buf_detach(&b, NULL);
 }
 
+static int screen_hits(agentd_service_ctx *s, agentd_run *run, json_t *hits);
+
 static int svc_retrieve(void *cls, agentd_run *run, const char *query, const json_t *collections, int k,
 			json_t **hits_out)
 {
-	(void)cls;
 	retrieval_principal p;
 	principal_of(run, &p);
 	const char *names[32];
@@ -92,6 +97,10 @@ static int svc_retrieve(void *cls, agentd_run *run, const char *query, const jso
 	retrieval_hits_free(hits);
 	if (!arr)
 		return ag_error_set(AG_ENOMEM, "out of memory collecting search hits");
+	if (cls && (rc = screen_hits(cls, run, arr))) {
+		json_decref(arr);
+		return rc;
+	}
 	*hits_out = arr;
 	return 0;
 }
@@ -128,19 +137,241 @@ static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *re
 	return 0;
 }
 
+/* ---------------------------------------------------------------- policy */
+
+static void who_of(const agentd_run *run, policies_principal *w)
+{
+	w->tenant = run->tenant;
+	w->user = run->user;
+	w->role = run->role;
+}
+
+static int acquire_policy(agentd_service_ctx *s, agentd_run *run, policies_policy **out)
+{
+	return agentd_policies_acquire(s->daemon, run->db, out);
+}
+
+/* Records a policy decision that changed something, named by its rule. */
+static void audit_decision(agentd_service_ctx *s, agentd_run *run, const char *what,
+			   const policies_decision *d)
+{
+	if (!s->daemon || !s->daemon->audit || d->action == POLICIES_ALLOW)
+		return;
+	json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "check", what, "action",
+				 policies_action_name(d->action), "rule", d->rule, "reason", d->reason);
+	if (data)
+		agentd_audit_record(s->daemon->audit, run->db, "policy", run->tenant, run->user, run->id, 0,
+				    data);
+}
+
+static int svc_check_input(void *cls, agentd_run *run, const char *input)
+{
+	agentd_service_ctx *s = cls;
+	policies_policy *p;
+	int rc = acquire_policy(s, run, &p);
+	if (rc)
+		return rc;
+	policies_principal who;
+	who_of(run, &who);
+	policies_decision d;
+	rc = policies_check_input(p, &who, input, strlen(input), &d);
+	if (!rc) {
+		audit_decision(s, run, "input", &d);
+		if (d.action == POLICIES_DENY)
+			rc = ag_error_set(AG_EDENIED, "refused by policy rule %s: %s", d.rule, d.reason);
+	}
+	policies_release(p);
+	return rc;
+}
+
+static int svc_check_output(void *cls, agentd_run *run, const char *answer, char **out)
+{
+	agentd_service_ctx *s = cls;
+	*out = NULL;
+	policies_policy *p;
+	int rc = acquire_policy(s, run, &p);
+	if (rc)
+		return rc;
+	policies_principal who;
+	who_of(run, &who);
+	policies_decision d;
+	policies_redaction red = {0};
+	rc = policies_check_output(p, &who, answer, strlen(answer), &d);
+	if (!rc && d.action == POLICIES_DENY) {
+		audit_decision(s, run, "output", &d);
+		rc = ag_error_set(AG_EDENIED, "answer withheld by policy rule %s: %s", d.rule, d.reason);
+	}
+	if (!rc)
+		rc = policies_redact(p, &who, POLICIES_SINK_OUTPUT, answer, strlen(answer), &red);
+	if (!rc) {
+		audit_decision(s, run, "output_redaction", &red.decision);
+		if (red.decision.action == POLICIES_DENY)
+			rc = ag_error_set(AG_EDENIED, "answer withheld by policy rule %s", red.decision.rule);
+		else if (red.count > 0) {
+			*out = red.text;
+			red.text = NULL;
+		}
+	}
+	policies_redaction_free(&red);
+	policies_release(p);
+	return rc;
+}
+
+static void svc_role_budget(void *cls, agentd_run *run, long *steps, long *tokens, long *secs, long *tools)
+{
+	agentd_service_ctx *s = cls;
+	policies_policy *p;
+	if (acquire_policy(s, run, &p))
+		return;
+	policies_budget b;
+	if (policies_role_budget(p, run->role, &b) == 0) {
+		*steps = (long)b.steps;
+		*tokens = (long)b.tokens;
+		*secs = (long)b.seconds;
+		*tools = (long)b.tool_calls;
+	}
+	policies_release(p);
+}
+
+/* Makes retrieved text fit for the model: drops chunks of collections the role may not use,
+ * flags instruction-like text (and remembers it for tool checks), redacts for the context. */
+static int screen_hits(agentd_service_ctx *s, agentd_run *run, json_t *hits)
+{
+	policies_policy *p;
+	int rc = acquire_policy(s, run, &p);
+	if (rc)
+		return rc;
+	policies_principal who;
+	who_of(run, &who);
+	for (size_t i = 0; !rc && i < json_array_size(hits);) {
+		json_t *h = json_array_get(hits, i);
+		const char *col = json_string_value(json_object_get(h, "collection"));
+		const char *text = json_string_value(json_object_get(h, "text"));
+		policies_decision d;
+		if (col && (rc = policies_check_collection(p, &who, col, &d)) == 0 &&
+		    d.action == POLICIES_DENY) {
+			audit_decision(s, run, "collection", &d);
+			json_array_remove(hits, i);
+			continue;
+		}
+		if (rc || !text)
+			break;
+		if ((rc = policies_scan_injection(p, text, strlen(text), &d)))
+			break;
+		if (d.action != POLICIES_ALLOW) {
+			json_object_set_new(h, "flagged", json_string(d.rule));
+			if (!run->flagged_rule[0])
+				snprintf(run->flagged_rule, sizeof run->flagged_rule, "%s", d.rule);
+			audit_decision(s, run, "retrieved_text", &d);
+		}
+		policies_redaction red = {0};
+		if ((rc = policies_redact(p, &who, POLICIES_SINK_CONTEXT, text, strlen(text), &red)))
+			break;
+		if (red.decision.action == POLICIES_DENY) {
+			audit_decision(s, run, "context_redaction", &red.decision);
+			json_array_remove(hits, i);
+			policies_redaction_free(&red);
+			continue;
+		}
+		if (red.count > 0) {
+			json_object_set_new(h, "text", json_string(red.text));
+			audit_decision(s, run, "context_redaction", &red.decision);
+		}
+		policies_redaction_free(&red);
+		i++;
+	}
+	policies_release(p);
+	return rc;
+}
+
+static json_t *tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *tool_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+/* A tool call for the run's principal: policy first (role, approval, flagged context), then
+ * the sandbox. Refusals and tool errors go back to the model as {"ok": false, "error"}. */
 static int svc_call_tool(void *cls, agentd_run *run, const char *name, const json_t *args, json_t **result)
 {
 	agentd_service_ctx *s = cls;
-	if (!s->call_tool)
-		return ag_error_set(AG_EUNSUPPORTED, "tools are not available in this daemon");
-	return s->call_tool(s->call_tool_cls, run, name, args, result);
+	*result = NULL;
+	const tools_tool *t = tools_find(name);
+	if (!t) {
+		*result = tool_error("there is no tool named '%s'", name);
+		return *result ? 0 : ag_error_set(AG_ENOMEM, "out of memory");
+	}
+	policies_policy *p;
+	int rc = acquire_policy(s, run, &p);
+	if (rc)
+		return rc;
+	policies_principal who;
+	who_of(run, &who);
+	policies_tool_props props = {.writes = false, .network = (t->needs & TOOLS_NEED_NETWORK) != 0};
+	policies_run_context rctx = {.untrusted_flagged = run->flagged_rule[0] != 0,
+				     .flag_rule = run->flagged_rule[0] ? run->flagged_rule : NULL};
+	policies_decision d;
+	if ((rc = policies_check_tool(p, &who, name, &props, &rctx, &d))) {
+		policies_release(p);
+		return rc;
+	}
+	audit_decision(s, run, "tool", &d);
+	if (d.action == POLICIES_DENY || d.action == POLICIES_NEEDS_APPROVAL) {
+		*result = tool_error("%s by policy rule %s: %s",
+				     d.action == POLICIES_DENY ? "refused" : "needs a person's approval",
+				     d.rule, d.reason);
+		policies_release(p);
+		return *result ? 0 : ag_error_set(AG_ENOMEM, "out of memory");
+	}
+	tools_env env = {.db = run->db, .tenant = run->tenant, .user = run->user, .role = run->role};
+	json_t *out = NULL;
+	rc = tools_call(&out, NULL, &env, name, args);
+	if (rc == AG_ENOMEM) {
+		policies_release(p);
+		return rc;
+	}
+	if (rc) {
+		*result = tool_error("%s", ag_error_last());
+	} else {
+		/* Tool output is untrusted data: flag it and redact it for the context like a document. */
+		char *text = NULL;
+		policies_redaction red = {0};
+		if (ag_json_dump(&text, NULL, out) == 0) {
+			policies_decision inj;
+			if (policies_scan_injection(p, text, strlen(text), &inj) == 0 &&
+			    inj.action != POLICIES_ALLOW) {
+				if (!run->flagged_rule[0])
+					snprintf(run->flagged_rule, sizeof run->flagged_rule, "%s", inj.rule);
+				audit_decision(s, run, "tool_result", &inj);
+			}
+			if (policies_redact(p, &who, POLICIES_SINK_CONTEXT, text, strlen(text), &red) == 0 &&
+			    red.count > 0 && red.text)
+				*result = json_pack("{s:b, s:s}", "ok", 1, "result", red.text);
+		}
+		if (!*result)
+			*result = json_pack("{s:b, s:O}", "ok", 1, "result", out);
+		policies_redaction_free(&red);
+		ag_free(text);
+		json_decref(out);
+	}
+	policies_release(p);
+	return *result ? 0 : ag_error_set(AG_ENOMEM, "out of memory");
 }
 
 void agentd_services_init(agentd_services *svc, agentd_service_ctx *s)
 {
+	memset(svc, 0, sizeof *svc);
 	svc->generate = svc_generate;
 	svc->call_tool = svc_call_tool;
 	svc->retrieve = svc_retrieve;
+	svc->check_input = svc_check_input;
+	svc->check_output = svc_check_output;
+	svc->role_budget = svc_role_budget;
 	svc->cls = s;
 }
 

@@ -10,11 +10,9 @@
 #include "agentd/planner.h"
 
 typedef struct agentd_service_ctx {
+	agentd_ctx *daemon; /* for the policy in force (agentd/policy_store.h) and the audit log */
 	/* The model: the local engine or a remote server; NULL when none is configured. */
 	agentd_model *model;
-	/* The tool runtime (policy-checked, sandboxed); NULL when tools are unavailable. */
-	int (*call_tool)(void *cls, agentd_run *run, const char *name, const json_t *args, json_t **result);
-	void *call_tool_cls;
 } agentd_service_ctx;
 
 void agentd_services_init(agentd_services *svc, agentd_service_ctx *s);

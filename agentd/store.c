@@ -9,6 +9,7 @@
 #include "agentd/runs.h"
 #include "agentd/planner.h"
 #include "retrieval/retrieval.h"
+#include "policies/policies.h"
 #include "tools/tools.h"
 
 #include <limits.h>
@@ -34,6 +35,7 @@ int agentd_store_open(const agentd_config *cfg, sqlite3 **out)
 		memory_migrate,
 		retrieval_migrate,
 		tools_migrate,
+		policies_migrate,
 		agentd_runs_migrate,
 		agentd_workflows_migrate,
 	};

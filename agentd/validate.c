@@ -309,6 +309,11 @@ int agentd_answer_check(const char *answer, const json_t *documents, const json_
 		}
 		p++;
 	}
+	const char *t = answer;
+	while (isspace((unsigned char)*t))
+		t++;
+	if (!rc && !*t)
+		rc = add_problem(problems, "the answer is empty");
 	bool not_found = strncmp(answer, not_found_answer, strlen(not_found_answer)) == 0;
 	size_t i;
 	json_t *r;

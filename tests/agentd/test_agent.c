@@ -81,7 +81,7 @@ static int scripted_retrieve(void *cls, agentd_run *run, const char *query, cons
 	return 0;
 }
 
-static agentd_services services = {scripted_generate, scripted_tool, scripted_retrieve, NULL};
+static agentd_services services = {.generate = scripted_generate, .call_tool = scripted_tool, .retrieve = scripted_retrieve};
 
 static void set_script(int n, ...)
 {
@@ -357,6 +357,79 @@ static void test_documents_cannot_break_out(void **state)
 	json_decref(docs);
 }
 
+static int gate_input(void *cls, agentd_run *run, const char *input)
+{
+	(void)cls;
+	(void)run;
+	if (strstr(input, "forbidden"))
+		return ag_error_set(AG_EDENIED, "input refused by policy rule deny.test");
+	return 0;
+}
+
+static int gate_output(void *cls, agentd_run *run, const char *answer, char **out)
+{
+	(void)cls;
+	(void)run;
+	const char *p = strstr(answer, "25");
+	if (!p) {
+		*out = NULL;
+		return 0;
+	}
+	ag_buf b = AG_BUF_INIT;
+	ag_buf_append(&b, answer, (size_t)(p - answer));
+	ag_buf_puts(&b, "[REDACTED:n]");
+	ag_buf_puts(&b, p + 2);
+	*out = ag_buf_detach(&b, NULL);
+	return 0;
+}
+
+static void two_steps(void *cls, agentd_run *run, long *steps, long *tokens, long *secs, long *tools)
+{
+	(void)cls;
+	(void)run;
+	(void)tokens;
+	(void)secs;
+	(void)tools;
+	*steps = 2;
+}
+
+static void test_policy_gates(void **state)
+{
+	(void)state;
+	agentd_services plain = services;
+	services.check_input = gate_input;
+	services.check_output = gate_output;
+	services.role_budget = two_steps;
+
+	set_script(1, "\"Employees accrue 25 vacation days per year.\" [1]");
+	json_t *req = json_pack("{s:s}", "input", "a forbidden question");
+	json_t *v = run_agent(req);
+	assert_string_equal(str(v, "status"), "failed");
+	assert_string_equal(str(v, "error"), "input refused by policy rule deny.test");
+	assert_int_equal(script_pos, 0); /* the model never saw it */
+	json_decref(v);
+	json_decref(req);
+
+	/* The answer is checked (against the unredacted documents), then redacted on its way out. */
+	set_script(1, "\"Employees accrue 25 vacation days per year.\" [1]");
+	req = json_pack("{s:s}", "input", "How many days?");
+	v = run_agent(req);
+	assert_string_equal(str(v, "status"), "succeeded");
+	assert_string_equal(str(v, "answer"), "\"Employees accrue [REDACTED:n] vacation days per year.\" [1]");
+	json_decref(v);
+	json_decref(req);
+
+	/* The role allows two steps, the request asked for ten: two it is. */
+	set_script(3, "TOOL:calculator:{\"expression\": \"25 * 4\"}", "TOOL:calculator:{\"expression\": \"25 * 4\"}",
+		   "x");
+	req = json_pack("{s:s, s:[s], s:{s:i}}", "input", "q", "tools", "calculator", "budget", "max_steps", 10);
+	v = run_agent(req);
+	assert_string_equal(str(v, "error"), "step budget of 2 steps exhausted");
+	json_decref(v);
+	json_decref(req);
+	services = plain;
+}
+
 static int teardown(void **state)
 {
 	(void)state;
@@ -378,6 +451,7 @@ int main(void)
 		cmocka_unit_test(test_tool_not_offered_is_refused),
 		cmocka_unit_test(test_answer_check_and_requirements),
 		cmocka_unit_test(test_documents_cannot_break_out),
+		cmocka_unit_test(test_policy_gates),
 	};
 	return cmocka_run_group_tests(tests, NULL, teardown);
 }
