@@ -201,6 +201,12 @@ static int parse_kv(engine_gguf *g, cursor *c, gguf_kv *kv)
 	return skip_value(c, (int)type, 0);
 }
 
+static int cmp_keys(const void *a, const void *b, void *ctx)
+{
+	const engine_gguf *g = ctx;
+	return strcmp(g->kvs[*(const size_t *)a].key, g->kvs[*(const size_t *)b].key);
+}
+
 static int cmp_names(const void *a, const void *b, void *ctx)
 {
 	const engine_gguf *g = ctx;
@@ -271,16 +277,21 @@ static int parse(engine_gguf *g)
 	g->kvs = ag_calloc((size_t)g->n_kv + 1, sizeof(*g->kvs));
 	g->tensors = ag_calloc((size_t)g->n_tensors + 1, sizeof(*g->tensors));
 	g->sorted = ag_calloc((size_t)g->n_tensors + 1, sizeof(*g->sorted));
-	if (!g->kvs || !g->tensors || !g->sorted)
+	g->kv_sorted = ag_calloc((size_t)g->n_kv + 1, sizeof(*g->kv_sorted));
+	if (!g->kvs || !g->tensors || !g->sorted || !g->kv_sorted)
 		return ag_error_set(AG_ENOMEM, "GGUF: out of memory");
 	for (uint64_t i = 0; i < g->n_kv; i++) {
 		int rc = parse_kv(g, &c, &g->kvs[i]);
 		if (rc)
 			return rc;
-		for (uint64_t j = 0; j < i; j++)
-			if (!strcmp(g->kvs[j].key, g->kvs[i].key))
-				return ag_error_set(AG_ECORRUPT, "GGUF: duplicate key %s", g->kvs[i].key);
+		g->kv_sorted[i] = (size_t)i;
 	}
+	/* sorted once: duplicates found in n log n (a hostile file may hold many keys) */
+	qsort_r(g->kv_sorted, (size_t)g->n_kv, sizeof(size_t), cmp_keys, g);
+	for (uint64_t i = 1; i < g->n_kv; i++)
+		if (!strcmp(g->kvs[g->kv_sorted[i]].key, g->kvs[g->kv_sorted[i - 1]].key))
+			return ag_error_set(AG_ECORRUPT, "GGUF: duplicate key %s",
+					    g->kvs[g->kv_sorted[i]].key);
 	g->meta_end = c.pos;
 	g->alignment = 32;
 	long ai = engine_gguf_find_kv(g, "general.alignment");
@@ -385,6 +396,7 @@ void engine_gguf_free(engine_gguf *g)
 	ag_free(g->kvs);
 	ag_free(g->tensors);
 	ag_free(g->sorted);
+	ag_free(g->kv_sorted);
 	if (g->mapped)
 		munmap((void *)g->base, g->size);
 	ag_free(g);

@@ -29,9 +29,17 @@ int engine_gguf_kv_type(const engine_gguf *g, size_t i) { return i < g->n_kv ? g
 
 long engine_gguf_find_kv(const engine_gguf *g, const char *key)
 {
-	for (uint64_t i = 0; i < g->n_kv; i++)
-		if (g->kvs[i].key && !strcmp(g->kvs[i].key, key))
-			return (long)i;
+	size_t lo = 0, hi = (size_t)g->n_kv;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(g->kvs[g->kv_sorted[mid]].key, key);
+		if (!c)
+			return (long)g->kv_sorted[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return -1;
 }
 

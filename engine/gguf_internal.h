@@ -25,8 +25,9 @@ struct engine_gguf {
 	uint64_t n_kv, n_tensors;
 	gguf_kv *kvs;
 	engine_gguf_tensor *tensors;
-	size_t *sorted;  /* tensor indices sorted by name */
-	size_t meta_end; /* end of the key/value section: the identity hash covers [0, meta_end) */
+	size_t *sorted;    /* tensor indices sorted by name */
+	size_t *kv_sorted; /* key/value indices sorted by key */
+	size_t meta_end;   /* end of the key/value section: the identity hash covers [0, meta_end) */
 	size_t data_start;
 };
 

@@ -8,11 +8,31 @@
  * kernels, so they give the same sums bit for bit.
  */
 #include <string.h>
+#ifdef __SSE4_1__
+#include <smmintrin.h>
+#endif
 
 #include "engine/core_internal.h"
 
 static float dot_portable(const float *a, const float *b, size_t n)
 {
+#ifdef __SSE4_1__
+	__m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_loadu_ps(a + i), _mm_loadu_ps(b + i)));
+		a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_loadu_ps(a + i + 4), _mm_loadu_ps(b + i + 4)));
+		a2 = _mm_add_ps(a2, _mm_mul_ps(_mm_loadu_ps(a + i + 8), _mm_loadu_ps(b + i + 8)));
+		a3 = _mm_add_ps(a3, _mm_mul_ps(_mm_loadu_ps(a + i + 12), _mm_loadu_ps(b + i + 12)));
+	}
+	__m128 s = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+	float tail = _mm_cvtss_f32(s);
+	for (; i < n; i++)
+		tail += a[i] * b[i];
+	return tail;
+#else
 	/* eight independent partial sums: vectorisable, and a fixed order so
 	 * every caller gets the same result for the same inputs */
 	float acc[8] = {0};
@@ -24,6 +44,7 @@ static float dot_portable(const float *a, const float *b, size_t n)
 	for (; i < n; i++)
 		tail += a[i] * b[i];
 	return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+#endif
 }
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -87,7 +108,6 @@ __attribute__((unused)) static float sum8(const float *a)
 #ifdef __SSE4_1__
 /* SSE4.1 is in the build's baseline (x86-64-v2): four lanes, four independent
  * accumulators so the adds do not wait on each other. */
-#include <smmintrin.h>
 
 static float hsum(__m128 a, __m128 b, __m128 c, __m128 d)
 {

@@ -389,6 +389,48 @@ static void test_nested_array(void **state)
 		expect_corrupt(b, cut, "nested truncated");
 }
 
+/* Many keys: duplicates are found by sorting, so a hostile file cannot make the
+ * reader quadratic; lookups stay exact. */
+static void test_many_keys(void **state)
+{
+	(void)state;
+	engine_gguf_writer *w;
+	assert_int_equal(engine_gguf_writer_new(&w), 0);
+	enum { N = 60000 };
+	char key[32];
+	for (uint32_t i = 0; i < N; i++) {
+		snprintf(key, sizeof key, "k.%u", i * 7919u % 1000003u);
+		assert_int_equal(engine_gguf_writer_kv(w, key, ENGINE_GGUF_U32, &i), 0);
+	}
+	uint8_t *bytes;
+	size_t len;
+	assert_int_equal(engine_gguf_writer_bytes(w, &bytes, &len), 0);
+	engine_gguf *g;
+	int64_t t0 = ag_monotonic_ns();
+	assert_int_equal(engine_gguf_open_memory(&g, bytes, len), 0);
+	assert_true(ag_monotonic_ns() - t0 < 2000000000LL);
+	uint64_t v;
+	snprintf(key, sizeof key, "k.%u", 12345u * 7919u % 1000003u);
+	assert_int_equal(engine_gguf_get_u64(g, key, &v), 0);
+	assert_int_equal(v, 12345);
+	engine_gguf_free(g);
+	/* the last key renamed to the first: a duplicate far apart */
+	size_t a = 24 + 8;
+	size_t klen = bytes[24];
+	char first[32];
+	memcpy(first, bytes + a, klen);
+	first[klen] = 0;
+	ag_free(bytes);
+	snprintf(key, sizeof key, "%s", first);
+	uint32_t x = 1;
+	assert_int_equal(engine_gguf_writer_kv(w, key, ENGINE_GGUF_U32, &x), 0);
+	assert_int_equal(engine_gguf_writer_bytes(w, &bytes, &len), 0);
+	expect_corrupt(bytes, len, "duplicate among many");
+	assert_non_null(strstr(ag_error_last(), "duplicate key"));
+	ag_free(bytes);
+	engine_gguf_writer_free(w);
+}
+
 static void test_half_conversions(void **state)
 {
 	(void)state;
@@ -524,6 +566,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_counts_and_header),
 		cmocka_unit_test(test_absurd_tensor_infos),
 		cmocka_unit_test(test_nested_array),
+		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_half_conversions),
 		cmocka_unit_test(test_identity),
 		cmocka_unit_test(test_model_refusals),
