@@ -265,6 +265,8 @@ static int parse(engine_gguf *g)
 		return ag_error_set(AG_ECORRUPT, "GGUF: bad magic (not a GGUF file)");
 	if (rd_u32(&c, &g->version, "truncated header"))
 		return AG_ECORRUPT;
+	if (g->version == 0x02000000u || g->version == 0x03000000u)
+		return ag_error_set(AG_EUNSUPPORTED, "GGUF: big-endian files are not supported");
 	if (g->version < 2 || g->version > 3)
 		return ag_error_set(AG_EUNSUPPORTED, "GGUF: version %u not supported (2 or 3)", g->version);
 	if (rd_u64(&c, &g->n_tensors, "truncated header") || rd_u64(&c, &g->n_kv, "truncated header"))

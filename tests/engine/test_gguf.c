@@ -213,6 +213,7 @@ static void test_wrong_counts_and_header(void **state)
 		{0, 4, 0x46554748, "bad magic"},
 		{4, 4, 1, "version 1"},
 		{4, 4, 4, "version 4"},
+		{4, 4, 0x03000000, "big-endian version 3"},
 		{8, 8, 3, "one tensor too many"},
 		{8, 8, 1ull << 60, "absurd tensor count"},
 		{16, 8, 15, "one key too many"},
