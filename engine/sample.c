@@ -176,10 +176,66 @@ static void select_top(cand *c, size_t n, size_t k)
 	}
 }
 
+/* top-p: the smallest set of best candidates holding top_p of the probability mass, among
+ * the top-k survivors (min-p filters afterwards, as in llama.cpp's order). Rather than sort
+ * the whole vocabulary, candidates go into buckets by distance from the best logit; the
+ * buckets are taken best first until they hold the mass, and only those candidates are
+ * sorted. Returns how many lead c afterwards, best first. */
+#define TOP_P_BUCKETS 1024
+#define TOP_P_SCALE   32.0 /* buckets per unit of logit: the last one holds everything below max - 32 */
+
+static size_t bucket_of(double d)
+{
+	double b = d * TOP_P_SCALE;
+	return b < TOP_P_BUCKETS - 1 ? (size_t)b : TOP_P_BUCKETS - 1;
+}
+
+static size_t top_p_prefix(cand *c, double *pr, size_t n, double max, double top_p)
+{
+	double mass[TOP_P_BUCKETS] = {0}, sum = 0;
+	for (size_t i = 0; i < n; i++) {
+		double p = exp((double)c[i].logit - max);
+		mass[bucket_of(max - (double)c[i].logit)] += p;
+		sum += p;
+	}
+	double target = top_p * sum, cum = 0;
+	size_t last = 0;
+	while (last < TOP_P_BUCKETS - 1 && (cum += mass[last]) < target)
+		last++;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (bucket_of(max - (double)c[i].logit) <= last) {
+			cand t = c[k];
+			c[k++] = c[i];
+			c[i] = t;
+		}
+	}
+	qsort(c, k, sizeof *c, cand_cmp);
+	cum = 0;
+	for (size_t i = 0; i < k; i++) {
+		cum += pr[i] = exp((double)c[i].logit - max);
+		if (cum >= target)
+			return i + 1;
+	}
+	return k ? k : 1; /* rounding left the sum a hair short: all of them */
+}
+
 int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_t *token)
 {
 	if (!s || !logits || !token || n_vocab == 0 || n_vocab > INT32_MAX)
 		return ag_error_set(AG_EINVAL, "sample: no logits");
+	if (!(s->p.temperature > 0) && (s->p.repeat_penalty == 1.0f || s->n_recent == 0)) {
+		size_t best = 0; /* plain greedy: no need for the candidate copy */
+		while (best + 1 < n_vocab && isnan(logits[best]))
+			best++;
+		for (size_t i = best + 1; i < n_vocab; i++)
+			if (logits[i] > logits[best])
+				best = i;
+		if (isnan(logits[best]) || logits[best] == -INFINITY)
+			return ag_error_set(AG_EINVAL, "sample: every logit is NaN or -inf");
+		*token = (int32_t)best;
+		return 0;
+	}
 	if (n_vocab > s->cap_cands) {
 		cand *c = ag_realloc(s->cands, n_vocab * sizeof *c);
 		double *pr = c ? ag_realloc(s->probs, n_vocab * sizeof *pr) : NULL;
@@ -206,7 +262,8 @@ int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_
 		*token = (int32_t)best;
 		return 0;
 	}
-	/* Candidates that can never be drawn are dropped first, then top-k and a full sort. */
+	/* Candidates that can never be drawn are dropped first, then top-k. */
+	double max = c[best].logit;
 	size_t n = 0;
 	for (size_t i = 0; i < n_vocab; i++)
 		if (c[i].logit != -INFINITY)
@@ -215,30 +272,25 @@ int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_
 		select_top(c, n, (size_t)s->p.top_k);
 		n = (size_t)s->p.top_k;
 	}
-	qsort(c, n, sizeof *c, cand_cmp);
-	double *pr = s->probs, sum = 0, max = c[0].logit;
-	for (size_t i = 0; i < n; i++)
-		sum += pr[i] = exp((double)c[i].logit - max);
-	if (s->p.top_p < 1.0f) {
-		double cum = 0, target = (double)s->p.top_p * sum;
-		size_t keep = 0;
-		while (keep < n) {
-			cum += pr[keep++];
-			if (cum >= target)
-				break; /* the smallest prefix holding top_p of the mass */
-		}
-		n = keep ? keep : 1;
-	}
+	double *pr = s->probs;
+	if (s->p.top_p < 1.0f)
+		n = top_p_prefix(c, pr, n, max, (double)s->p.top_p);
+	/* min-p: p >= min_p * p_max is logit >= max + log(min_p), no softmax needed. */
 	if (s->p.min_p > 0) {
-		size_t keep = 1; /* pr[0] is the largest, relative 1 */
-		while (keep < n && pr[keep] >= (double)s->p.min_p)
-			keep++;
+		double floor_logit = max + log((double)s->p.min_p);
+		size_t keep = 0;
+		for (size_t i = 0; i < n; i++)
+			if (c[i].logit >= floor_logit) /* the best one always passes */
+				c[keep++] = c[i];
 		n = keep;
 	}
-	/* Temperature on the survivors, then one draw. */
+	/* Temperature on the survivors, then one draw. Terms below e^-80 of the best cannot
+	 * change a draw made with 53-bit uniforms, so they are not computed. */
 	double inv_t = 1.0 / (double)s->p.temperature, total = 0;
-	for (size_t i = 0; i < n; i++)
-		total += pr[i] = exp(((double)c[i].logit - max) * inv_t);
+	for (size_t i = 0; i < n; i++) {
+		double x = ((double)c[i].logit - max) * inv_t;
+		total += pr[i] = x < -80 ? 0 : (double)expf((float)x);
+	}
 	double r = uniform(s) * total;
 	size_t pick = 0;
 	for (double acc = pr[0]; pick + 1 < n && acc <= r; acc += pr[++pick])

@@ -221,6 +221,21 @@ static int copy_vocab(engine_tokenizer *t, const engine_vocab_desc *d)
 	return 0;
 }
 
+/* True when no normal piece contains U+2581 right after another character ("a\u2581"),
+ * so the SPM encoder may merge word by word (tokenizer_spm.c). */
+static bool spm_words_independent(const engine_tokenizer *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->type[i] != ENGINE_TOKEN_NORMAL)
+			continue;
+		const char *s = t->text[i];
+		for (const char *p = s; (p = strstr(p, "\xe2\x96\x81")); p += 3)
+			if (p > s && !(p - s >= 3 && memcmp(p - 3, "\xe2\x96\x81", 3) == 0))
+				return false;
+	}
+	return true;
+}
+
 int engine_tokenizer_create(engine_tokenizer **out, const engine_vocab_desc *d)
 {
 	*out = NULL;
@@ -267,6 +282,8 @@ int engine_tokenizer_create(engine_tokenizer **out, const engine_vocab_desc *d)
 	}
 	if (!rc && kind == TOK_BPE)
 		rc = tok_bpe_setup(t, d);
+	if (!rc && kind == TOK_SPM)
+		t->spm_word_split = spm_words_independent(t);
 	if (rc) {
 		engine_tokenizer_free(t);
 		return rc;

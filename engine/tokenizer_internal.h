@@ -34,6 +34,7 @@ struct engine_tokenizer {
 	int32_t bos, eos, unk, pad;
 	bool add_bos, add_eos, add_space_prefix;
 	int32_t byte_token[256]; /* SPM: id of <0xNN>, or -1 */
+	bool spm_word_split;     /* SPM: no normal piece has U+2581 after a non-U+2581 character */
 	/* Control and user-defined tokens, grouped by first byte, longest first within a group. */
 	int32_t *special;
 	size_t n_special;

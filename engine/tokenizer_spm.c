@@ -180,6 +180,35 @@ static size_t split(spm_session *s, const char *text, size_t len, bool space_pre
 	return n_sym;
 }
 
+/* Runs the merges over symbols [a, b) and appends their ids. */
+static int merge_segment(spm_session *s, size_t a, size_t b, int32_t **ids, size_t *n, size_t *cap)
+{
+	s->syms[a].prev = -1;
+	s->syms[b - 1].next = -1;
+	s->n_heap = 0;
+	int rc = 0;
+	for (size_t k = a + 1; k < b && !rc; k++)
+		rc = try_bigram(s, (int32_t)k - 1, (int32_t)k);
+	while (s->n_heap && !rc) {
+		bigram g = heap_pop(s);
+		sym *l = &s->syms[g.left], *r = &s->syms[g.right];
+		if (l->n == 0 || r->n == 0 || l->n + r->n != g.size)
+			continue; /* stale: one side has merged since */
+		l->n += r->n;
+		r->n = 0;
+		l->flags = 0;
+		l->next = r->next;
+		if (r->next >= 0)
+			s->syms[r->next].prev = g.left;
+		rc = try_bigram(s, l->prev, g.left);
+		if (!rc)
+			rc = try_bigram(s, g.left, l->next);
+	}
+	for (int32_t k = (int32_t)a; k >= 0 && !rc; k = s->syms[k].next)
+		rc = emit_symbol(s, &s->syms[k], ids, n, cap);
+	return rc;
+}
+
 int tok_spm_encode(const engine_tokenizer *t, const char *text, size_t len, bool space_prefix, int32_t **ids,
 		   size_t *n, size_t *cap)
 {
@@ -194,25 +223,17 @@ int tok_spm_encode(const engine_tokenizer *t, const char *text, size_t len, bool
 		goto done;
 	}
 	size_t n_sym = split(&s, text, len, space_prefix);
-	for (size_t k = 1; k < n_sym && !rc; k++)
-		rc = try_bigram(&s, (int32_t)k - 1, (int32_t)k);
-	while (s.n_heap && !rc) {
-		bigram g = heap_pop(&s);
-		sym *l = &s.syms[g.left], *r = &s.syms[g.right];
-		if (l->n == 0 || r->n == 0 || l->n + r->n != g.size)
-			continue; /* stale: one side has merged since */
-		l->n += r->n;
-		r->n = 0;
-		l->flags = 0;
-		l->next = r->next;
-		if (r->next >= 0)
-			s.syms[r->next].prev = g.left;
-		rc = try_bigram(&s, l->prev, g.left);
-		if (!rc)
-			rc = try_bigram(&s, g.left, l->next);
+	/* When no piece joins a character to a following space, a word boundary ("x" then " ")
+	 * is one no merge can cross: the words merge independently, giving the same ids with
+	 * small, cache-friendly queues. */
+	size_t start = 0;
+	for (size_t k = 1; k <= n_sym && !rc; k++) {
+		if (k == n_sym || (t->spm_word_split && (s.syms[k].flags & SYM_SPACE) &&
+				   !(s.syms[k - 1].flags & SYM_SPACE))) {
+			rc = merge_segment(&s, start, k, ids, n, cap);
+			start = k;
+		}
 	}
-	for (int32_t k = n_sym ? 0 : -1; k >= 0 && !rc; k = s.syms[k].next)
-		rc = emit_symbol(&s, &s.syms[k], ids, n, cap);
 done:
 	ag_free(s.buf);
 	ag_free(s.syms);

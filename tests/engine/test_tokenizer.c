@@ -367,6 +367,43 @@ static void test_round_trip_bytes(void **state)
 		engine_tokenizer_free(toks[k]);
 }
 
+/* Word-by-word merging (used when no piece joins a character to a following space) gives
+ * the same ids as merging the whole run: a piece "\u01c2\u2581" that never matches turns
+ * it off in a second tokenizer, which must agree with the first on every text. */
+static void test_spm_word_split_equivalence(void **state)
+{
+	(void)state;
+	static vocab v;
+	spm_vocab(&v);
+	engine_tokenizer *split = spm_tok(false), *whole;
+	add(&v, "\xc7\x82\xe2\x96\x81", -1, ENGINE_TOKEN_NORMAL);
+	engine_vocab_desc d;
+	engine_vocab_desc_init(&d);
+	d.tokens = v.tokens;
+	d.scores = v.scores;
+	d.types = v.types;
+	d.n_tokens = v.n;
+	d.unk_id = 0;
+	d.add_space_prefix = false;
+	assert_int_equal(engine_tokenizer_create(&whole, &d), 0);
+	char text[4 * 200 + 16];
+	for (int round = 0; round < 300; round++) {
+		size_t len = random_utf8(text, 200);
+		int32_t *a, *b;
+		size_t na, nb;
+		assert_int_equal(engine_tokenize(split, text, len, false, false, &a, &na), 0);
+		assert_int_equal(engine_tokenize(whole, text, len, false, false, &b, &nb), 0);
+		assert_int_equal(na, nb);
+		assert_memory_equal(a, b, na * sizeof *a);
+		ag_free(a);
+		ag_free(b);
+	}
+	/* and the piece itself is used where it fits */
+	expect_ids(whole, "\xc7\x82 ", false, (int32_t[]){(int32_t)v.n - 1}, 1);
+	engine_tokenizer_free(split);
+	engine_tokenizer_free(whole);
+}
+
 /* ------------------------------------------------------------ streaming */
 
 /* Length of the longest prefix of s that is whole UTF-8 characters (lenient about ranges). */
@@ -544,11 +581,11 @@ int main(void)
 {
 	ag_alloc_init();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_spm_known_encodings),  cmocka_unit_test(test_spm_special_tokens),
-		cmocka_unit_test(test_spm_pieces),           cmocka_unit_test(test_round_trip_utf8),
-		cmocka_unit_test(test_round_trip_bytes),     cmocka_unit_test(test_streaming),
-		cmocka_unit_test(test_gpt2_known_encodings), cmocka_unit_test(test_bad_vocabularies),
-		cmocka_unit_test(test_allocation_failures),
+		cmocka_unit_test(test_spm_known_encodings), cmocka_unit_test(test_spm_special_tokens),
+		cmocka_unit_test(test_spm_pieces),          cmocka_unit_test(test_round_trip_utf8),
+		cmocka_unit_test(test_round_trip_bytes),    cmocka_unit_test(test_spm_word_split_equivalence),
+		cmocka_unit_test(test_streaming),           cmocka_unit_test(test_gpt2_known_encodings),
+		cmocka_unit_test(test_bad_vocabularies),    cmocka_unit_test(test_allocation_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
