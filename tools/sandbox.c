@@ -136,6 +136,11 @@ __attribute__((noreturn)) static void child_run(const tools_tool *t, const json_
 						unsigned ns)
 {
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* The daemon's threads block signals they wait for; the tool starts clean. */
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
 	const tools_sandbox_support *sup = &support;
 	if (confine_rlimits(&t->limits, t->needs))
 		child_fail(AG_ERR, ag_error_last());

@@ -216,6 +216,27 @@ def test_calls_are_audited(d):
     assert any((r.get("data") or {}).get("tool") == "calculator" for r in recs), body[:500]
 
 
+def test_grep_and_search_docs(d):
+    st, _, body, _ = d.request("POST", "/v1/collections", key=d.admin_key, json={"name": "kb"})
+    assert st in (200, 201), body
+    text = "Travel policy\nBook trains for trips under 500 km.\nFlights need approval by a director.\n"
+    st, _, body, _ = d.request("POST", "/v1/documents?collection=kb&title=travel", body=text, key=d.admin_key,
+                               headers={"Content-Type": "text/plain"})
+    assert st in (200, 201), body
+    st, _, body, js = call(d, "grep", {"collection": "kb", "pattern": r"\b\d+ km\b"})
+    assert st == 200, body
+    m = js["result"]["matches"]
+    assert len(m) == 1 and m[0]["line"] == 2 and m[0]["match"] == "500 km", js
+    st, _, body, js = call(d, "grep", {"collection": "kb", "pattern": "^(x+x+)+y$"})
+    assert st == 200 and js["result"]["count"] == 0, body
+    st, _, body, js = call(d, "grep", {"collection": "nope", "pattern": "x"})
+    assert st == 404, body
+    st, _, body, js = call(d, "search_docs", {"query": "flights approval", "collection": "kb"})
+    assert st == 200, body
+    hits = js["result"]["hits"]
+    assert hits and hits[0]["collection"] == "kb" and "director" in hits[0]["text"], js
+
+
 if __name__ == "__main__":
     try:
         harness.main(globals())
