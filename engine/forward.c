@@ -30,56 +30,99 @@ typedef struct pass {
 
 /* ------------------------------------------------------------ matmul */
 
+/* Up to three matrices that read the same activations (q/k/v, gate/up) go
+ * out as one job: their rows are dealt over the threads together, so the pool
+ * is woken once instead of three times. */
+enum { MM_MAX = 3 };
+
 typedef struct mm_job {
 	const pass *P;
-	const engine_weight *w;
+	int n;
+	const engine_weight *w[MM_MAX];
+	float *y[MM_MAX];
+	size_t ldy[MM_MAX];
 	const float *x;
-	size_t T, ldy;
-	float *y;
-	uint64_t r0; /* rows [r0, r1) of w */
-	uint64_t r1;
-	float *deq; /* dequantise rows r0..r1 into deq instead of multiplying */
+	size_t T;
+	uint64_t r0, r1; /* dequantising: rows [r0, r1) of w[0] into deq */
+	float *deq;
 } mm_job;
 
 static void mm_task(void *ctx, int i, int n)
 {
 	mm_job *j = ctx;
-	uint64_t span = j->r1 - j->r0;
-	uint64_t a = j->r0 + span * (uint64_t)i / (uint64_t)n,
-		 b = j->r0 + span * (uint64_t)(i + 1) / (uint64_t)n;
 	const engine_kernels *k = j->P->m->kern;
 	if (j->deq) {
+		uint64_t span = j->r1 - j->r0;
+		uint64_t a = j->r0 + span * (uint64_t)i / (uint64_t)n,
+			 b = j->r0 + span * (uint64_t)(i + 1) / (uint64_t)n;
 		for (uint64_t r = a; r < b; r++)
-			k->row_to_f32(j->w, r, j->deq + (r - j->r0) * j->w->cols);
+			k->row_to_f32(j->w[0], r, j->deq + (r - j->r0) * j->w[0]->cols);
 		return;
 	}
-	k->rows(j->w, j->x, j->T, j->y, j->ldy, a, b, j->P->scratch + (size_t)i * j->P->max_cols);
+	uint64_t total = 0;
+	for (int q = 0; q < j->n; q++)
+		total += j->w[q]->rows;
+	uint64_t a = total * (uint64_t)i / (uint64_t)n, b = total * (uint64_t)(i + 1) / (uint64_t)n, base = 0;
+	for (int q = 0; q < j->n; q++) {
+		uint64_t rows = j->w[q]->rows, lo = a > base ? a - base : 0,
+			 hi = b - base < rows ? b - base : rows;
+		if (b > base && lo < rows && lo < hi)
+			k->rows(j->w[q], j->x, j->T, j->y[q], j->ldy[q], lo, hi,
+				j->P->scratch + (size_t)i * j->P->max_cols);
+		base += rows;
+	}
 }
 
-/* y[t * ldy + r] = w[r] . x[t] for all rows r of w and tokens t < T. */
-static void matmul(const pass *P, const engine_weight *w, const float *x, size_t T, float *y, size_t ldy)
+static void gemm(const pass *P, const engine_weight *w, const float *x, size_t T, float *y, size_t ldy)
 {
 	int cols = (int)w->cols;
-	if (T >= GEMM_MIN) {
-		if (w->type == ENGINE_TYPE_F32) {
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)w->rows, cols, 1.0f,
-				    x, cols, (const float *)(const void *)w->data, cols, 0.0f, y, (int)ldy);
-			return;
-		}
-		uint64_t chunk = DEQ_FLOATS / w->cols;
-		if (chunk >= 16) {
-			for (uint64_t r0 = 0; r0 < w->rows; r0 += chunk) {
-				uint64_t r1 = r0 + chunk < w->rows ? r0 + chunk : w->rows;
-				mm_job j = {P, w, x, T, ldy, y, r0, r1, P->deq};
-				engine_pool_run(P->m->pool, mm_task, &j);
-				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(r1 - r0),
-					    cols, 1.0f, x, cols, P->deq, cols, 0.0f, y + r0, (int)ldy);
-			}
-			return;
-		}
+	if (w->type == ENGINE_TYPE_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)w->rows, cols, 1.0f, x,
+			    cols, (const float *)(const void *)w->data, cols, 0.0f, y, (int)ldy);
+		return;
 	}
-	mm_job j = {P, w, x, T, ldy, y, 0, w->rows, NULL};
+	uint64_t chunk = DEQ_FLOATS / w->cols;
+	for (uint64_t r0 = 0; r0 < w->rows; r0 += chunk) {
+		uint64_t r1 = r0 + chunk < w->rows ? r0 + chunk : w->rows;
+		mm_job j = {.P = P, .n = 1, .w = {w}, .x = x, .T = T, .r0 = r0, .r1 = r1, .deq = P->deq};
+		engine_pool_run(P->m->pool, mm_task, &j);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(r1 - r0), cols, 1.0f, x,
+			    cols, P->deq, cols, 0.0f, y + r0, (int)ldy);
+	}
+}
+
+static void rows_job(const pass *P, int n, const engine_weight *const *w, const float *x, size_t T,
+		     float *const *y, const size_t *ldy)
+{
+	mm_job j = {.P = P, .n = n, .x = x, .T = T};
+	for (int q = 0; q < n; q++) {
+		j.w[q] = w[q];
+		j.y[q] = y[q];
+		j.ldy[q] = ldy[q];
+	}
 	engine_pool_run(P->m->pool, mm_task, &j);
+}
+
+/* y_q[t * ldy_q + r] = w_q[r] . x[t] for the n matrices (same input width),
+ * all rows r and tokens t < T. */
+static void matmul_n(const pass *P, int n, const engine_weight *const *w, const float *x, size_t T,
+		     float *const *y, const size_t *ldy)
+{
+	if (T < GEMM_MIN) {
+		rows_job(P, n, w, x, T, y, ldy);
+		return;
+	}
+	for (int q = 0; q < n; q++) {
+		if (w[q]->type == ENGINE_TYPE_F32 || DEQ_FLOATS / w[q]->cols >= 16)
+			gemm(P, w[q], x, T, y[q], ldy[q]);
+		else /* rows too long to tile for sgemm */
+			rows_job(P, 1, &w[q], x, T, &y[q], &ldy[q]);
+	}
+}
+
+static void matmul(const pass *P, const engine_weight *w, const float *x, size_t T, float *y, size_t ldy)
+{
+	matmul_n(P, 1, &w, x, T, &y, &ldy);
 }
 
 static void rmsnorm(const engine_kernels *k, float *out, const float *x, const float *w, size_t n, float eps)
@@ -255,9 +298,10 @@ static int attention(const pass *P, const engine_layer *L, const float *xn, floa
 		goto done;
 	}
 	float *kc = s->k[L->index], *vc = s->v[L->index];
-	matmul(P, &L->wq, xn, T, q, qd);
-	matmul(P, &L->wk, xn, T, kc + n_past * kvd, kvd);
-	matmul(P, &L->wv, xn, T, vc + n_past * kvd, kvd);
+	const engine_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+	float *ys[3] = {q, kc + n_past * kvd, vc + n_past * kvd};
+	size_t ld[3] = {qd, kvd, kvd};
+	matmul_n(P, 3, w, xn, T, ys, ld);
 	attn_job j = {P, L, q, kc, vc, att, scores, n_past};
 	engine_pool_run(P->m->pool, attn_task, &j);
 	matmul(P, &L->wo, att, T, out, c->n_embd);
@@ -274,8 +318,10 @@ static void swiglu(const pass *P, const engine_weight *gate, const engine_weight
 		   const engine_weight *down, const float *x, size_t T, float *g, float *u, float *out)
 {
 	size_t F = gate->rows;
-	matmul(P, gate, x, T, g, F);
-	matmul(P, up, x, T, u, F);
+	const engine_weight *w[2] = {gate, up};
+	float *ys[2] = {g, u};
+	size_t ld[2] = {F, F};
+	matmul_n(P, 2, w, x, T, ys, ld);
 	for (size_t i = 0; i < T * F; i++)
 		g[i] = engine_silu(g[i]) * u[i];
 	matmul(P, down, g, T, out, down->rows);
