@@ -1,7 +1,7 @@
 /*
  * The chunker: cuts a document's text into chunks that follow its structure
  * (Markdown headings, paragraphs, fenced code blocks, PDF pages) within a
- * byte budget (about 200 tokens), carrying a small overlap between chunks of
+ * byte budget (about 300 tokens), carrying a small overlap between chunks of
  * one section. Each chunk is a contiguous byte range of the text, so a
  * citation's range always holds exactly what was indexed, and each carries
  * the heading trail above it.

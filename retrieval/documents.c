@@ -231,10 +231,11 @@ int retrieval_document_delete(sqlite3 *db, const retrieval_principal *p, const c
 	retrieval_document_free(d);
 	if (rc)
 		return rc;
-	if ((rc = ag_db_begin(db)))
+	bool own;
+	if ((rc = retrieval_tx_begin(db, &own)))
 		return rc;
-	if ((rc = retrieval_document_delete_rows(db, id)) || (rc = ag_db_commit(db))) {
-		ag_db_rollback(db);
+	if ((rc = retrieval_document_delete_rows(db, id)) || (rc = retrieval_tx_commit(db, own))) {
+		retrieval_tx_rollback(db, own);
 		return rc;
 	}
 	return 0;

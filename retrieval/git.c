@@ -126,13 +126,14 @@ static int remove_gone(sqlite3 *db, const char *coll_id, const char *prefix, con
 			n++;
 	}
 	sqlite3_finalize(st);
-	if (!rc && (rc = ag_db_begin(db)) == 0) {
+	bool own;
+	if (!rc && (rc = retrieval_tx_begin(db, &own)) == 0) {
 		for (size_t i = 0; i < n && !rc; i++)
 			rc = retrieval_document_delete_rows(db, gone[i]);
 		if (!rc)
-			rc = ag_db_commit(db);
+			rc = retrieval_tx_commit(db, own);
 		if (rc)
-			ag_db_rollback(db);
+			retrieval_tx_rollback(db, own);
 		else
 			*removed = (long long)n;
 	}
@@ -177,8 +178,17 @@ static int ingest_tree(retrieval_git_result *out, sqlite3 *db, const retrieval_p
 	ag_buf prefix = AG_BUF_INIT, source = AG_BUF_INIT;
 	if (!rc && ag_buf_printf(&prefix, "git:%s:", repo_name))
 		rc = ag_error_set(AG_ENOMEM, "out of memory");
+	/* Changed files are written in batches of 64 per commit: one fsync per batch, not per file,
+	 * while other writers still get the database between batches. */
+	bool batch_open = false;
+	int in_batch = 0;
 	for (size_t i = 0; i < files.count && !rc; i++) {
 		file_entry *f = &files.items[i];
+		if (batch_open && in_batch >= 64) {
+			if ((rc = ag_db_commit(db)))
+				break;
+			batch_open = false;
+		}
 		char oid[GIT_OID_HEXSZ + 1], stored[GIT_OID_HEXSZ + 1];
 		git_oid_tostr(oid, sizeof oid, &f->oid);
 		source.len = 0;
@@ -232,6 +242,12 @@ static int ingest_tree(retrieval_git_result *out, sqlite3 *db, const retrieval_p
 			out->unchanged++;
 		else
 			out->added++;
+	}
+	if (batch_open) {
+		if (rc)
+			ag_db_rollback(db);
+		else
+			rc = ag_db_commit(db);
 	}
 	/* Files that were skipped (say, became binary) also leave the index. */
 	if (!rc)

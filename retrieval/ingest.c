@@ -141,6 +141,26 @@ typedef struct doc_plan {
 	char hash[65];
 } doc_plan;
 
+int retrieval_tx_begin(sqlite3 *db, bool *own)
+{
+	*own = sqlite3_get_autocommit(db) != 0;
+	return *own ? ag_db_begin(db) : ag_db_exec(db, "SAVEPOINT retrieval_doc");
+}
+
+int retrieval_tx_commit(sqlite3 *db, bool own)
+{
+	return own ? ag_db_commit(db) : ag_db_exec(db, "RELEASE retrieval_doc");
+}
+
+void retrieval_tx_rollback(sqlite3 *db, bool own)
+{
+	if (own) {
+		ag_db_rollback(db);
+		return;
+	}
+	sqlite3_exec(db, "ROLLBACK TO retrieval_doc; RELEASE retrieval_doc", NULL, NULL, NULL);
+}
+
 /* Inside the transaction: decides between dedup, replacement and a new document. */
 static int plan_document(doc_plan *dp, sqlite3 *db, const char *source)
 {
@@ -277,14 +297,15 @@ static int feed_input(pipeline *pl, const doc_input *in)
 static int store_document(retrieval_ingest_result *out, sqlite3 *db, const retrieval_principal *p,
 			  doc_plan *dp, const doc_meta *m, const doc_input *in)
 {
-	int rc = ag_db_begin(db);
+	bool own;
+	int rc = retrieval_tx_begin(db, &own);
 	if (rc)
 		return rc;
 	char *source_buf = NULL;
 	if ((rc = plan_document(dp, db, m->source)))
 		goto fail;
 	if (dp->unchanged) {
-		ag_db_rollback(db);
+		retrieval_tx_rollback(db, own);
 		out->unchanged = true;
 		snprintf(out->document_id, sizeof out->document_id, "%s", dp->id);
 		return 0;
@@ -354,7 +375,7 @@ static int store_document(retrieval_ingest_result *out, sqlite3 *db, const retri
 		rc = ag_db_error(db, s, "storing the document");
 		goto fail;
 	}
-	if ((rc = ag_db_commit(db)))
+	if ((rc = retrieval_tx_commit(db, own)))
 		goto fail;
 	ag_free(source_buf);
 	snprintf(out->document_id, sizeof out->document_id, "%s", dp->id);
@@ -362,7 +383,7 @@ static int store_document(retrieval_ingest_result *out, sqlite3 *db, const retri
 	out->text_bytes = text_bytes;
 	return 0;
 fail:
-	ag_db_rollback(db);
+	retrieval_tx_rollback(db, own);
 	ag_free(source_buf);
 	return rc;
 }

@@ -10,9 +10,9 @@
 #include "retrieval/retrieval.h"
 
 #define RETRIEVAL_DEFAULT_MAX_BYTES ((size_t)200 << 20)
-/* Chunk budget in bytes (about 4 bytes a token: 200 tokens) and the overlap carried over. */
-#define RETRIEVAL_CHUNK_BYTES   800
-#define RETRIEVAL_OVERLAP_BYTES 120
+/* Chunk budget in bytes (about 4 bytes a token: 300 tokens) and the overlap carried over. */
+#define RETRIEVAL_CHUNK_BYTES   1200
+#define RETRIEVAL_OVERLAP_BYTES 150
 
 /* ------------------------------------------------------------------ acl.c */
 
@@ -97,6 +97,13 @@ int retrieval_chunker_finish(chunker *c);
 void retrieval_chunker_free(chunker *c);
 
 /* --------------------------------------------------------------- ingest.c */
+
+/* A write of one document: its own BEGIN IMMEDIATE transaction, or a savepoint
+ * inside the caller's transaction (so bulk ingestion can batch many documents
+ * into one commit). own tells which. */
+int retrieval_tx_begin(sqlite3 *db, bool *own);
+int retrieval_tx_commit(sqlite3 *db, bool own);
+void retrieval_tx_rollback(sqlite3 *db, bool own);
 
 typedef struct ingest_extra {
 	const char *blob_id; /* git blob id, kept to skip unchanged files */

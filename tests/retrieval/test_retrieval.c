@@ -475,7 +475,7 @@ static void test_chunk_budget_and_overlap(void **state)
 	int n = 0;
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		size_t s = (size_t)sqlite3_column_int64(st, 0), e = (size_t)sqlite3_column_int64(st, 1);
-		assert_true(e - s <= 800);
+		assert_true(e - s <= 1200);
 		assert_memory_equal(b.data + s, sqlite3_column_text(st, 2), e - s);
 		assert_string_equal((const char *)sqlite3_column_text(st, 3), "Long");
 		if (n++ > 0)
