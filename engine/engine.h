@@ -73,15 +73,20 @@ const char *engine_tokenizer_chat_template(const engine_tokenizer *t);
 
 /* Text (any bytes, need not be valid UTF-8) to token ids; *out is the caller's (ag_free).
  * add_special: prepend BOS / append EOS as the vocabulary's add_bos/add_eos say.
- * parse_special: control and user-defined tokens written in the text ("<|im_end|>")
- * become their single token; when false they are never matched and are tokenized
- * as ordinary text (so untrusted text cannot forge them). */
+ * parse_special: control, user-defined and unknown tokens written in the text
+ * ("<|im_end|>") become their single token (longest match first); when false they are
+ * never matched and are tokenized as ordinary text (so untrusted text cannot forge
+ * them; llama.cpp would still match user-defined ones). With an SPM vocabulary that
+ * adds a space prefix, it goes before the text and after each special token, as in
+ * llama.cpp. Exact round trip: detokenize(tokenize(x, parse_special=false)) == x for
+ * any bytes x when the vocabulary has byte tokens (SPM) or always (gpt2). */
 int engine_tokenize(const engine_tokenizer *t, const char *text, size_t len, bool add_special,
 		    bool parse_special, int32_t **out, size_t *n_out);
 
 /* Appends the bytes of one token to out: U+2581 becomes a space (SPM), <0xNN> becomes
- * the raw byte, byte-level BPE characters map back to bytes. Control tokens append
- * their text only when render_special, otherwise nothing. AG_EINVAL for an id out of range. */
+ * the raw byte, byte-level BPE characters map back to bytes. Control and unknown tokens
+ * append their text only when render_special, unused ones nothing, user-defined ones
+ * their text always (as llama.cpp). AG_EINVAL for an id out of range. */
 int engine_token_piece(const engine_tokenizer *t, int32_t id, bool render_special, ag_buf *out);
 
 /* Tokens to text; *out (NUL-terminated, caller's) holds exactly the bytes of the pieces,

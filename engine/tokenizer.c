@@ -155,19 +155,26 @@ static int special_cmp(const void *a, const void *b, void *ctx)
 	return x < y ? -1 : x > y;
 }
 
+/* Texts matched whole when parse_special: control, user-defined and unknown ("<unk>") tokens. */
+static bool is_special(const engine_tokenizer *t, size_t i)
+{
+	int32_t ty = t->type[i];
+	return (ty == ENGINE_TOKEN_CONTROL || ty == ENGINE_TOKEN_USER_DEFINED ||
+		ty == ENGINE_TOKEN_UNKNOWN) &&
+	       t->len[i];
+}
+
 static int index_specials(engine_tokenizer *t)
 {
 	size_t count = 0;
 	for (size_t i = 0; i < t->n; i++)
-		if ((t->type[i] == ENGINE_TOKEN_CONTROL || t->type[i] == ENGINE_TOKEN_USER_DEFINED) &&
-		    t->len[i])
+		if (is_special(t, i))
 			count++;
 	t->special = ag_calloc(count ? count : 1, sizeof *t->special);
 	if (!t->special)
 		return ag_error_set(AG_ENOMEM, "tokenizer: out of memory");
 	for (size_t i = 0; i < t->n; i++)
-		if ((t->type[i] == ENGINE_TOKEN_CONTROL || t->type[i] == ENGINE_TOKEN_USER_DEFINED) &&
-		    t->len[i])
+		if (is_special(t, i))
 			t->special[t->n_special++] = (int32_t)i;
 	qsort_r(t->special, t->n_special, sizeof *t->special, special_cmp, t);
 	size_t k = 0;
@@ -462,7 +469,8 @@ int engine_token_piece(const engine_tokenizer *t, int32_t id, bool render_specia
 	switch (t->type[id]) {
 	case ENGINE_TOKEN_CONTROL: return render_special ? ag_buf_append(out, s, len) : 0;
 	case ENGINE_TOKEN_USER_DEFINED: return ag_buf_append(out, s, len);
-	case ENGINE_TOKEN_UNKNOWN: return ag_buf_append(out, "\xe2\x96\x85", 3); /* as llama.cpp: U+2585 */
+	case ENGINE_TOKEN_UNKNOWN: return render_special ? ag_buf_append(out, s, len) : 0;
+	case ENGINE_TOKEN_UNUSED: return 0; /* as llama.cpp: suppressed */
 	case ENGINE_TOKEN_BYTE:
 		if (len == 6 && memcmp(s, "<0x", 3) == 0 && s[5] == '>' && hex_digit(s[3]) >= 0 &&
 		    hex_digit(s[4]) >= 0)

@@ -253,6 +253,11 @@ static void test_spm_pieces(void **state)
 	assert_int_equal(engine_token_piece(t, id_im_end, true, &b), 0);
 	assert_int_equal(engine_token_piece(t, id_think, false, &b), 0); /* user-defined: shown */
 	assert_string_equal(b.data, " helloA<|im_end|><think>");
+	ag_buf_clear(&b);
+	assert_int_equal(engine_token_piece(t, 0, false, &b), 0); /* unknown: hidden unless asked */
+	assert_int_equal(b.len, 0);
+	assert_int_equal(engine_token_piece(t, 0, true, &b), 0);
+	assert_string_equal(b.data, "<unk>");
 	assert_int_equal(engine_token_piece(t, 100000, false, &b), AG_EINVAL);
 	assert_int_equal(engine_token_piece(t, -1, false, &b), AG_EINVAL);
 	ag_buf_free(&b);
