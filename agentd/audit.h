@@ -139,4 +139,12 @@ int agentd_audit_list(sqlite3 *db, const agentd_audit_query *q, json_t **out);
 int agentd_audit_archive(agentd_audit *a, sqlite3 *db, int64_t before_ms, const char *path,
 			 int64_t *archived_out);
 
+/* The retention job, for the daemon's timer and `agentd audit archive`:
+ * archives records older than `days` days to DATA/audit-archive-<ms>.jsonl
+ * (mode 0600). days <= 0 does nothing. *archived_out (may be NULL) gets the
+ * count; *path_out (may be NULL) the file written (caller frees; NULL when
+ * nothing was old enough). */
+int agentd_audit_retain(agentd_audit *a, sqlite3 *db, const char *data_dir, int64_t days,
+			int64_t *archived_out, char **path_out);
+
 #endif

@@ -373,6 +373,8 @@ static int archive_locked(agentd_audit *a, sqlite3 *db, int64_t before_ms, const
 int agentd_audit_archive(agentd_audit *a, sqlite3 *db, int64_t before_ms, const char *path,
 			 int64_t *archived_out)
 {
+	if (!path || !*path)
+		return ag_error_set(AG_EINVAL, "archiving needs a file to write");
 	if (!sqlite3_get_autocommit(db))
 		return ag_error_set(AG_EINVAL, "archiving runs in its own transaction");
 	int rc = ag_db_begin(db);
@@ -386,6 +388,36 @@ int agentd_audit_archive(agentd_audit *a, sqlite3 *db, int64_t before_ms, const 
 		ag_db_rollback(db);
 		return rc;
 	}
+	if (archived_out)
+		*archived_out = n;
+	return 0;
+}
+
+int agentd_audit_retain(agentd_audit *a, sqlite3 *db, const char *data_dir, int64_t days,
+			int64_t *archived_out, char **path_out)
+{
+	if (archived_out)
+		*archived_out = 0;
+	if (path_out)
+		*path_out = NULL;
+	if (days <= 0)
+		return 0;
+	if (days > 100000)
+		return ag_error_set(AG_EINVAL, "retention of %lld days is out of range", (long long)days);
+	int64_t now = ag_now_ms();
+	char path[PATH_MAX];
+	if ((size_t)snprintf(path, sizeof path, "%s/audit-archive-%lld.jsonl", data_dir, (long long)now) >=
+	    sizeof path)
+		return ag_error_set(AG_EINVAL, "data directory path too long");
+	int64_t n = 0;
+	int rc = agentd_audit_archive(a, db, now - days * 86400000, path, &n);
+	if (rc)
+		return rc;
+	if (n > 0)
+		ag_info("audit retention: archived %lld records older than %lld days to %s", (long long)n,
+			(long long)days, path);
+	if (path_out && n > 0 && !(*path_out = ag_strdup(path)))
+		return ag_error_set(AG_ENOMEM, "out of memory");
 	if (archived_out)
 		*archived_out = n;
 	return 0;

@@ -214,6 +214,33 @@ static void test_verify_files(void **state)
 	ag_db_close(db);
 }
 
+/* The retention job: nothing when off or when nothing is old enough; bad ages refused. */
+static void test_retain(void **state)
+{
+	(void)state;
+	sqlite3 *db = fresh_db();
+	agentd_audit *a;
+	assert_int_equal(agentd_audit_open(&a, db, dir, 0), 0);
+	for (int i = 0; i < 4; i++)
+		add(a, db, "acme", "bob", NULL, i, "request");
+	int64_t n = -1;
+	char *path = (char *)1;
+	assert_int_equal(agentd_audit_retain(a, db, dir, 0, &n, &path), 0);
+	assert_int_equal(n, 0);
+	assert_null(path);
+	assert_int_equal(agentd_audit_retain(a, db, dir, 1, &n, &path), 0);
+	assert_int_equal(n, 0);
+	assert_null(path);
+	/* (Archiving itself, with explicit cut times, is test_archive_keeps_chain_verifiable.) */
+	assert_int_equal(agentd_audit_retain(a, db, dir, 100001, &n, &path), AG_EINVAL);
+	agentd_audit_report r;
+	assert_int_equal(agentd_audit_verify(a, db, NULL, 0, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.records, 4);
+	agentd_audit_free(a);
+	ag_db_close(db);
+}
+
 static void test_key_lifecycle(void **state)
 {
 	(void)state;
@@ -410,6 +437,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_archive_keeps_chain_verifiable),
 		cmocka_unit_test(test_verify_files),
+		cmocka_unit_test(test_retain),
 		cmocka_unit_test(test_key_lifecycle),
 		cmocka_unit_test(test_list_filters_and_pages),
 		cmocka_unit_test(test_concurrent_appends),
