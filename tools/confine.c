@@ -164,8 +164,9 @@ int confine_rlimits(const tools_limits *lim, unsigned needs)
 		cpu++;
 	if (cpu < 1)
 		cpu = 1;
-	/* soft == hard: the kernel sends SIGKILL at the limit, which even a PID
-	 * namespace's init (this child) cannot ignore, unlike SIGXCPU. */
+	/* CPU: SIGXCPU at the soft limit (the child handles it and exits with a
+	 * status the parent recognises), SIGKILL one second later at the hard
+	 * limit, which even a PID namespace's init (this child) cannot ignore. */
 	struct {
 		int resource;
 		rlim_t value;
@@ -176,7 +177,7 @@ int confine_rlimits(const tools_limits *lim, unsigned needs)
 		{RLIMIT_MEMLOCK, 0}, {RLIMIT_MSGQUEUE, 0},
 	};
 	for (size_t i = 0; i < sizeof set / sizeof set[0]; i++) {
-		struct rlimit r = {set[i].value, set[i].value};
+		struct rlimit r = {set[i].value, set[i].value + (set[i].resource == RLIMIT_CPU ? 1 : 0)};
 		struct rlimit old;
 		/* Never raise a limit the daemon already runs under. */
 		if (getrlimit(set[i].resource, &old) == 0 && old.rlim_max != RLIM_INFINITY &&

@@ -131,6 +131,13 @@ __attribute__((noreturn)) static void child_fail(int code, const char *msg)
 	_exit(1);
 }
 
+/* The soft CPU limit: leave at once with the status that names it. */
+static void on_cpu_limit(int sig)
+{
+	(void)sig;
+	_exit(EXIT_CPU_LIMIT);
+}
+
 /* B: lock down, run, answer. Never returns. */
 __attribute__((noreturn)) static void child_run(const tools_tool *t, const json_t *args, const tools_job *job,
 						unsigned ns)
@@ -141,6 +148,8 @@ __attribute__((noreturn)) static void child_run(const tools_tool *t, const json_
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGPIPE, SIG_DFL);
+	struct sigaction xcpu = {.sa_handler = on_cpu_limit};
+	sigaction(SIGXCPU, &xcpu, NULL);
 	const tools_sandbox_support *sup = &support;
 	if (confine_rlimits(&t->limits, t->needs))
 		child_fail(AG_ERR, ag_error_last());
@@ -214,7 +223,7 @@ __attribute__((noreturn)) static void child_intermediate(const tools_tool *t, co
 	 * the parent, so A, which sees B's CPU time, names it. */
 	double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
 		     ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
-	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && cpu >= (double)(long)t->limits.cpu_seconds - 0.05)
+	if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && cpu >= 0.8 * (double)(long)t->limits.cpu_seconds)
 		_exit(EXIT_CPU_LIMIT);
 	if (WIFSIGNALED(st))
 		_exit(128 + WTERMSIG(st));

@@ -61,7 +61,10 @@ static int grep_prepare(tools_job *job, const json_t *args, const tools_env *env
 		json_decref(docs);
 		return rc;
 	}
-	tools_job_set_input(job, json_pack("{s:o, s:b}", "documents", docs, "incomplete", incomplete));
+	json_t *input = json_pack("{s:o, s:b}", "documents", docs, "incomplete", incomplete);
+	if (!input)
+		return ag_error_set(AG_ENOMEM, "out of memory preparing the call");
+	tools_job_set_input(job, input);
 	return 0;
 }
 

@@ -124,7 +124,10 @@ static int http_prepare(tools_job *job, const json_t *args, const tools_env *env
 		json_decref(list);
 		return rc;
 	}
-	tools_job_set_input(job, json_pack("{s:o}", "allowed_hosts", list));
+	json_t *input = json_pack("{s:o}", "allowed_hosts", list);
+	if (!input)
+		return ag_error_set(AG_ENOMEM, "out of memory preparing the call");
+	tools_job_set_input(job, input);
 	return 0;
 }
 

@@ -44,7 +44,10 @@ static int search_prepare(tools_job *job, const json_t *args, const tools_env *e
 	retrieval_hits_free(hits);
 	if (!arr)
 		return ag_error_set(AG_ENOMEM, "out of memory");
-	tools_job_set_input(job, json_pack("{s:o}", "hits", arr));
+	json_t *input = json_pack("{s:o}", "hits", arr);
+	if (!input)
+		return ag_error_set(AG_ENOMEM, "out of memory preparing the call");
+	tools_job_set_input(job, input);
 	return 0;
 }
 

@@ -347,6 +347,34 @@ static void test_no_leftovers(void **state)
 	assert_int_equal(errno, ECHILD);
 }
 
+/* Every allocation on the call path may fail: the call then fails cleanly, never crashes. */
+static void test_allocation_failures(void **state)
+{
+	(void)state;
+	tools_env env = {.tenant = "t"};
+	int successes = 0, failures = 0;
+	for (long n = 1; n < 400 && successes < 5; n++) {
+		json_t *args = json_pack("{s:s}", "expression", "1+1"), *out = NULL;
+		ag_alloc_fail_after(n);
+		int rc = tools_call(&out, NULL, &env, "calculator", args);
+		ag_alloc_fail_after(0);
+		if (rc == 0) {
+			assert_string_equal(json_string_value(json_object_get(out, "value")), "2");
+			successes++;
+		} else {
+			assert_true(*ag_error_last());
+			failures++;
+			successes = 0;
+		}
+		json_decref(out);
+		json_decref(args);
+	}
+	printf("  %d injected failures answered with errors\n", failures);
+	assert_true(failures > 0);
+	assert_int_equal(successes, 5);
+	assert_still_serving();
+}
+
 static void test_register_rules(void **state)
 {
 	(void)state;
@@ -384,12 +412,19 @@ int main(void)
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layers_reported), cmocka_unit_test(test_reads_outside_grant),
-		cmocka_unit_test(test_writes),          cmocka_unit_test(test_socket_killed),
-		cmocka_unit_test(test_fork_bomb),       cmocka_unit_test(test_alloc_10g),
-		cmocka_unit_test(test_infinite_loop),   cmocka_unit_test(test_print_1g),
-		cmocka_unit_test(test_execve),          cmocka_unit_test(test_kill_parent_and_garbage),
-		cmocka_unit_test(test_no_leftovers),    cmocka_unit_test(test_register_rules),
+		cmocka_unit_test(test_layers_reported),
+		cmocka_unit_test(test_reads_outside_grant),
+		cmocka_unit_test(test_writes),
+		cmocka_unit_test(test_socket_killed),
+		cmocka_unit_test(test_fork_bomb),
+		cmocka_unit_test(test_alloc_10g),
+		cmocka_unit_test(test_infinite_loop),
+		cmocka_unit_test(test_print_1g),
+		cmocka_unit_test(test_execve),
+		cmocka_unit_test(test_kill_parent_and_garbage),
+		cmocka_unit_test(test_no_leftovers),
+		cmocka_unit_test(test_register_rules),
+		cmocka_unit_test(test_allocation_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
