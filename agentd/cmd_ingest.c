@@ -24,7 +24,21 @@ typedef struct ingest_run {
 	const char *collection;
 	size_t max_bytes;
 	long ok, unchanged, failed;
+	bool batch_open; /* a transaction holding several files is open */
+	int in_batch;
 } ingest_run;
+
+/* Files are committed 64 at a time: one fsync per batch rather than per file. Each
+ * file is still all-or-nothing (retrieval writes it under a savepoint). */
+static void batch_end(ingest_run *r)
+{
+	if (r->batch_open && ag_db_commit(r->db)) {
+		fprintf(stderr, "agentd: commit: %s\n", ag_error_last());
+		r->failed += r->in_batch;
+	}
+	r->batch_open = false;
+	r->in_batch = 0;
+}
 
 static ingest_run *walk_run; /* nftw has no user pointer */
 
@@ -47,8 +61,12 @@ static void ingest_one_file(ingest_run *r, const char *path)
 {
 	retrieval_ingest_opts o = {.collection = r->collection, .max_bytes = r->max_bytes};
 	retrieval_ingest_result res;
+	if (!r->batch_open && sqlite3_get_autocommit(r->db))
+		r->batch_open = ag_db_begin(r->db) == 0;
 	int rc = retrieval_ingest_file(&res, r->db, &r->p, &o, path);
 	report(r, path, rc, &res);
+	if (r->batch_open && ++r->in_batch >= 64)
+		batch_end(r);
 }
 
 static int on_entry(const char *path, const struct stat *sb, int type, struct FTW *f)
@@ -77,6 +95,7 @@ static bool is_git_repo(const char *path)
 static void ingest_path(ingest_run *r, const char *path)
 {
 	if (strncasecmp(path, "http://", 7) == 0 || strncasecmp(path, "https://", 8) == 0) {
+		batch_end(r); /* URLs and repositories commit on their own */
 		retrieval_ingest_opts o = {.collection = r->collection, .max_bytes = r->max_bytes};
 		retrieval_ingest_result res;
 		int rc = retrieval_ingest_url(&res, r->db, &r->p, &o, path, 60, 5);
@@ -94,6 +113,7 @@ static void ingest_path(ingest_run *r, const char *path)
 		return;
 	}
 	if (is_git_repo(path)) {
+		batch_end(r);
 		retrieval_git_result g;
 		int rc = retrieval_ingest_git(&g, r->db, &r->p, r->collection, path, NULL, r->max_bytes);
 		if (rc) {
@@ -159,6 +179,7 @@ int agentd_cmd_ingest(int argc, char **argv)
 	retrieval_collection_free(c);
 	for (int i = 0; i < npos; i++)
 		ingest_path(&r, pos[i]);
+	batch_end(&r);
 	ag_db_close(r.db);
 	printf("ingested into %s/%s: %ld added or replaced, %ld unchanged, %ld failed\n", r.p.tenant,
 	       r.collection, r.ok, r.unchanged, r.failed);
