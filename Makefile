@@ -40,7 +40,7 @@ DEPS_engine    := common
 DEPS_retrieval := common
 DEPS_policies  := common
 DEPS_tools     := retrieval policies common
-DEPS_memory    := common
+DEPS_memory    := engine common
 DEPS_agentd    := memory tools policies retrieval engine common
 
 lib_srcs = $(filter-out $(1)/main.c $(1)/prog_%.c,$(wildcard $(1)/*.c))

@@ -37,6 +37,8 @@ typedef struct agent {
 	ag_buf delta; /* answer text not yet emitted */
 	int64_t delta_since;
 	bool cancelled_by_stream;
+	ag_buf final_answer; /* the answer as returned, for the user's memory */
+	bool succeeded;
 } agent;
 
 static long budget_value(const json_t *budget, const char *key, long def, long max)
@@ -337,6 +339,8 @@ static int agent_loop(agent *a)
 			json_t *extra =
 				json_pack("{s:s, s:o, s:{s:b}}", "answer", released ? released : draft,
 					  "citations", citations, "validation", "ok", 1);
+			ag_buf_puts(&a->final_answer, released ? released : draft);
+			a->succeeded = true;
 			ag_free(released);
 			json_decref(problems);
 			agentd_gen_result_clear(&g);
@@ -425,12 +429,22 @@ int agentd_agent_execute(agentd_run *run, void *cls)
 		rc = agentd_requirements_parse(json_object_get(req, "requirements"), &a.requirements);
 	if (!rc)
 		rc = offered_tools(&a);
+	bool begun = false;
+	if (!rc && a.svc->run_begin) {
+		rc = a.svc->run_begin(a.svc->cls, run);
+		begun = rc == 0;
+	}
 	if (!rc)
 		rc = retrieve(&a, question);
 	if (!rc)
 		rc = build_messages(&a, question);
 	if (!rc)
 		rc = agent_loop(&a);
+	if (begun) {
+		const char *answer = a.final_answer.data;
+		a.svc->run_end(a.svc->cls, run, question, answer ? answer : "", a.succeeded && answer);
+	}
+	ag_buf_free(&a.final_answer);
 	json_decref(a.documents);
 	json_decref(a.messages);
 	json_decref(a.tools);

@@ -124,10 +124,29 @@ int agentd_cmd_serve(int argc, char **argv)
 	fflush(stdout);
 	ag_info("serving on port %u with %lld threads", ctx.port, threads);
 
+	long long retention_days;
+	if ((rc = agentd_config_get_long(cfg, "audit_retention_days", 0, 36500, &retention_days)))
+		goto fail;
+	int64_t next_retention = 0;
 	for (;;) {
-		int sig;
-		if (sigwait(&sigs, &sig) != 0)
+		/* Wake once a minute for housekeeping; signals end the wait at once. */
+		struct timespec tick = {60, 0};
+		int sig = sigtimedwait(&sigs, NULL, &tick);
+		if (sig < 0) {
+			if (retention_days > 0 && ag_now_ms() >= next_retention) {
+				int64_t archived = 0;
+				char *file = NULL;
+				if (agentd_audit_retain(ctx.audit, db, ctx.data_dir, retention_days,
+							&archived, &file))
+					ag_warn("audit retention: %s", ag_error_last());
+				else if (archived)
+					ag_info("audit retention: archived %lld records to %s",
+						(long long)archived, file);
+				ag_free(file);
+				next_retention = ag_now_ms() + 3600 * 1000;
+			}
 			continue;
+		}
 		if (sig == SIGHUP) {
 			agentd_policies_reload(&ctx, db);
 			continue;
@@ -138,6 +157,11 @@ int agentd_cmd_serve(int argc, char **argv)
 	}
 	atomic_store(&ctx.stopping, true);
 	agentd_http_stop(&ctx, shutdown_s * 1000);
+	agentd_runs_stop(ctx.runs);
+	ctx.runs = NULL;
+	/* Sign the final head so an outside copy can tell later whether anything was cut. */
+	if (agentd_audit_checkpoint_now(ctx.audit, db, NULL) && ag_error_code() != AG_ENOTFOUND)
+		ag_warn("final audit checkpoint: %s", ag_error_last());
 	status = 0;
 	goto done;
 fail:

@@ -29,7 +29,8 @@ static const struct config_key {
 	{"shutdown_timeout", "30"}, /* seconds in-flight requests get on SIGTERM */
 	{"fault_injection", "0"},   /* tests only: honour X-Agentd-Fail-Alloc */
 	{"engine_threads", "2"},
-	{"run_workers", "2"}, /* threads executing agent and workflow runs */
+	{"run_workers", "2"},         /* threads executing agent and workflow runs */
+	{"memory_kv_tokens", "8192"}, /* attention K/V entries kept in each user's memory */
 	{"policy_file", ""},
 	{"audit_checkpoint_every", "1000"},  /* records between signed checkpoints */
 	{"audit_retention_days", "0"},       /* 0 keeps every record */

@@ -61,7 +61,8 @@ typedef struct agentd_model {
 	/* One chat completion; thread-safe. */
 	int (*chat)(void *cls, const engine_chat_request *req, engine_chat_response *out);
 	void *cls;
-	atomic_int active; /* generations running on threads of their own (streams) */
+	atomic_int active;   /* generations running on threads of their own (streams) */
+	engine_local *local; /* the local engine (states, memory), or NULL for a remote model */
 } agentd_model;
 
 /* ------------------------------------------------------------ the daemon */

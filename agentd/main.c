@@ -17,7 +17,10 @@ static const struct {
 	{"generate", agentd_cmd_generate,
 	 "generate --model FILE.gguf --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]"},
 	{"logits", agentd_cmd_logits, "logits --model FILE.gguf --tokens \"ID ID ...\""},
-	{"audit", agentd_cmd_audit, "audit verify | audit export [--since SEQ]"},
+	{"audit", agentd_cmd_audit,
+	 "audit verify [--checkpoint FILE | --file FILE] | export [--since SEQ] [--out FILE] | checkpoint "
+	 "[--out FILE] "
+	 "| checkpoints [--out FILE] | archive [--older-than-days N] [--out FILE]"},
 	{"policy", agentd_cmd_policy, "policy check FILE | policy default"},
 };
 

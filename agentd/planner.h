@@ -58,6 +58,11 @@ typedef struct agentd_services {
 	 * Fills the fields it knows (0: no limit from policy). */
 	void (*role_budget)(void *cls, agentd_run *run, long *max_steps, long *max_tokens, long *max_seconds,
 			    long *max_tool_calls);
+	/* Optional: called once before the first model call and once at the end. With a
+	 * per-user memory, begin restores the user's state (and holds the user's lock) and end
+	 * commits the question and the final answer to it when the run succeeded. */
+	int (*run_begin)(void *cls, agentd_run *run);
+	void (*run_end)(void *cls, agentd_run *run, const char *question, const char *answer, bool succeeded);
 	void *cls;
 } agentd_services;
 

@@ -37,6 +37,7 @@ struct agentd_run {
 	int64_t started_ns;    /* monotonic time the current execution began */
 	atomic_bool *cancel;   /* set when cancellation is requested */
 	char flagged_rule[96]; /* set when untrusted text in the context was flagged (policy rule id) */
+	void *memory;          /* the services' per-run memory session, if any */
 };
 
 /* Does the run's work. Returns 0 after agentd_run_finish() or

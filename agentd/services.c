@@ -15,6 +15,7 @@
 
 #include "agentd/audit.h"
 #include "agentd/policy_store.h"
+#include "memory/memory.h"
 #include "retrieval/retrieval.h"
 #include "tools/tools.h"
 
@@ -126,7 +127,29 @@ static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *re
 	};
 	engine_chat_response r;
 	int64_t t0 = ag_monotonic_ns();
-	int rc = s->model->chat(s->model->cls, &cr, &r);
+	int rc;
+	if (run->memory && s->model->local) {
+		/* On top of the user's memory: the system turn is already in it, the rest is new. */
+		json_t *turns = json_array();
+		size_t i;
+		json_t *m;
+		json_array_foreach(req->messages, i, m)
+		{
+			const char *role = json_string_value(json_object_get(m, "role"));
+			if (!(i == 0 && role && strcmp(role, "system") == 0))
+				json_array_append(turns, m);
+		}
+		engine_state *fork = NULL;
+		rc = turns ? engine_state_fork(&fork, memory_session_state(run->memory))
+			   : ag_error_set(AG_ENOMEM, "out of memory");
+		cr.messages = turns;
+		if (!rc)
+			rc = engine_local_chat_state(s->model->local, fork, &cr, &r);
+		engine_state_free(fork);
+		json_decref(turns);
+	} else {
+		rc = s->model->chat(s->model->cls, &cr, &r);
+	}
 	if (rc)
 		return rc;
 	out->content = r.content;
@@ -363,6 +386,58 @@ static int svc_call_tool(void *cls, agentd_run *run, const char *name, const jso
 	return *result ? 0 : ag_error_set(AG_ENOMEM, "out of memory");
 }
 
+/* ---------------------------------------------------------------- memory */
+
+/* Whose memory a run uses: its own user, or the end user an admin key names in "user". */
+static const char *memory_user(const agentd_run *run)
+{
+	const char *u = json_string_value(json_object_get(run->request, "user"));
+	if (u && *u && strcmp(run->role, "admin") == 0)
+		return u;
+	return run->user;
+}
+
+static int svc_run_begin(void *cls, agentd_run *run)
+{
+	agentd_service_ctx *s = cls;
+	run->memory = NULL;
+	const json_t *want = json_object_get(run->request, "memory");
+	if (!s->model || !s->model->local || json_is_false(want))
+		return 0; /* remote models hold no state; the request may opt out */
+	long long budget = 0;
+	if (s->daemon && s->daemon->cfg)
+		agentd_config_get_long(s->daemon->cfg, "memory_kv_tokens", 0, INT64_MAX, &budget);
+	json_t *pre = json_pack("[{s:s, s:s}]", "role", "system", "content", agentd_prompt_system());
+	memory_options opt = {.preamble = pre, .kv_budget = (uint64_t)budget};
+	memory_session *m;
+	int rc = pre ? memory_session_open(&m, run->db, s->model->local, run->tenant, memory_user(run), &opt)
+		     : ag_error_set(AG_ENOMEM, "out of memory");
+	json_decref(pre);
+	if (rc)
+		return rc;
+	run->memory = m;
+	return 0;
+}
+
+static void svc_run_end(void *cls, agentd_run *run, const char *question, const char *answer, bool succeeded)
+{
+	(void)cls;
+	memory_session *m = run->memory;
+	if (!m)
+		return;
+	if (succeeded) {
+		/* Only the question and the final answer are remembered: no documents, no tool chatter. */
+		json_t *turns = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "user", "content", question,
+					  "role", "assistant", "content", answer);
+		if (!turns || memory_session_commit(m, run->db, turns))
+			ag_warn("run %s: the answer could not be added to the user's memory: %s", run->id,
+				ag_error_last());
+		json_decref(turns);
+	}
+	memory_session_close(m);
+	run->memory = NULL;
+}
+
 void agentd_services_init(agentd_services *svc, agentd_service_ctx *s)
 {
 	memset(svc, 0, sizeof *svc);
@@ -372,6 +447,8 @@ void agentd_services_init(agentd_services *svc, agentd_service_ctx *s)
 	svc->check_input = svc_check_input;
 	svc->check_output = svc_check_output;
 	svc->role_budget = svc_role_budget;
+	svc->run_begin = svc_run_begin;
+	svc->run_end = svc_run_end;
 	svc->cls = s;
 }
 
@@ -414,6 +491,7 @@ static int open_local(agentd_model **out, const agentd_config *cfg)
 	m->n_ctx = engine_model_config(engine_local_model(l))->n_ctx_train;
 	m->chat = local_chat;
 	m->cls = l;
+	m->local = l;
 	ag_info("model %s loaded from %s (%u layers, %llu parameters)", m->name, path,
 		engine_model_config(engine_local_model(l))->n_layer,
 		(unsigned long long)engine_model_config(engine_local_model(l))->n_params);

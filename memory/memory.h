@@ -14,6 +14,7 @@
 #define AG_MEMORY_H
 
 #include "common/common.h"
+#include "engine/engine.h"
 
 #define MEMORY_MODEL_ID_MAX 64
 
@@ -57,5 +58,31 @@ int memory_import(sqlite3 *db, const char *tenant, const char *user, const uint8
  * waits until the first has committed. Names are tenant+user. */
 int memory_user_lock(const char *tenant, const char *user);
 void memory_user_unlock(const char *tenant, const char *user);
+
+/* ------------------------------------------------ sessions on the engine */
+
+/* One user's memory in use by one run or chat: takes the user's lock, restores
+ * their saved state (or starts one from `preamble`, the turns every memory
+ * begins with, e.g. the system turn), and commits turns back to it. */
+typedef struct memory_session memory_session;
+
+typedef struct memory_options {
+	const json_t *preamble; /* messages absorbed into a new memory (NULL: none) */
+	uint64_t kv_budget;     /* attention K/V entries kept per user; 0: no limit */
+} memory_options;
+
+/* The model identity memories are stored under: hex of engine_model_identity. */
+void memory_model_id(engine_local *l, char out[MEMORY_MODEL_ID_MAX + 1]);
+
+int memory_session_open(memory_session **out, sqlite3 *db, engine_local *l, const char *tenant,
+			const char *user, const memory_options *opt);
+/* The user's state as restored (borrowed): fork it to work on top of it. */
+const engine_state *memory_session_state(const memory_session *s);
+bool memory_session_restored(const memory_session *s); /* false: a new memory */
+/* Appends whole turns (e.g. the user's question and the final answer) to the memory and
+ * saves it in one transaction; past the K/V budget the oldest entries are dropped. */
+int memory_session_commit(memory_session *s, sqlite3 *db, const json_t *turns);
+/* Releases the user's lock; an uncommitted session leaves the saved memory as it was. */
+void memory_session_close(memory_session *s);
 
 #endif
