@@ -365,7 +365,8 @@ int engine_gguf_open(engine_gguf **out, const char *path)
 	size_t size = (size_t)st.st_size;
 	void *map = NULL;
 	if (size) {
-		map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+		/* populated up front, as llama.cpp does: no page fault per 4 KiB in the first pass */
+		map = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 		if (map == MAP_FAILED) {
 			close(fd);
 			return ag_error_set(AG_EIO, "cannot map %s: %s", path, strerror(errno));
