@@ -277,7 +277,7 @@ int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_
 		n = top_p_prefix(c, pr, n, max, (double)s->p.top_p);
 	/* min-p: p >= min_p * p_max is logit >= max + log(min_p), no softmax needed. */
 	if (s->p.min_p > 0) {
-		double floor_logit = max + log((double)s->p.min_p);
+		double floor_logit = s->p.min_p >= 1.0f ? max : max + log((double)s->p.min_p);
 		size_t keep = 0;
 		for (size_t i = 0; i < n; i++)
 			if (c[i].logit >= floor_logit) /* the best one always passes */

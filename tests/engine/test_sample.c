@@ -141,6 +141,15 @@ static void test_top_p_and_min_p(void **state)
 	/* The survivors keep their relative odds: 0.5 : 0.3. */
 	assert_true(fabs((double)seen[1] / 4000 - 0.625) < 0.03);
 	engine_sampler_free(s);
+	/* min_p above 1 keeps only the best; top_p 0 likewise. */
+	s = make(1.0f, 0, 1.0f, 7.0f, 6);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(draw(s, l, 4), 1);
+	engine_sampler_free(s);
+	s = make(1.0f, 0, 0.0f, 0, 6);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(draw(s, l, 4), 1);
+	engine_sampler_free(s);
 	/* min_p 0.2: 0.15 / 0.5 = 0.3 passes, 0.05 / 0.5 = 0.1 does not. */
 	s = make(1.0f, 0, 1.0f, 0.2f, 5);
 	memset(seen, 0, sizeof seen);
