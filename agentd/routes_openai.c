@@ -9,6 +9,7 @@
  * stop flag, which ends the generation at the next token and frees the slot.
  */
 #include "agentd/daemon.h"
+#include "memory/memory.h"
 #include "tools/tools.h"
 
 #include <pthread.h>
@@ -44,7 +45,10 @@ static int bad_request(agentd_response *res, const char *param, const char *fmt,
 /* ------------------------------------------------------ request parsing */
 
 typedef struct chat_call {
-	json_t *messages; /* normalised: content always a string or null */
+	agentd_ctx *ctx;
+	char tenant[64];
+	char memory_user[128]; /* "" when the call does not use a memory */
+	json_t *messages;      /* normalised: content always a string or null */
 	json_t *tools;
 	json_t *tool_choice;
 	json_t *response_format;
@@ -353,6 +357,15 @@ static int parse_request(chat_call *c, const json_t *body, agentd_response *res,
 	}
 	c->include_usage =
 		json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
+	json_t *user = json_object_get(body, "user");
+	if (user && !json_is_null(user)) {
+		if (!json_is_string(user) || json_string_length(user) == 0 ||
+		    json_string_length(user) > 127) {
+			*bad = true;
+			return bad_request(res, "user", "user must be a string of 1 to 127 characters");
+		}
+		snprintf(c->memory_user, sizeof c->memory_user, "%s", json_string_value(user));
+	}
 	json_t *tc = json_object_get(body, "tool_choice");
 	if (tc && !json_is_null(tc)) {
 		const char *s = json_string_value(tc);
@@ -445,6 +458,64 @@ static int model_error(agentd_response *res, int code)
 			    ag_error_name(code), ag_error_last());
 }
 
+/* ---------------------------------------------------------------- memory */
+
+/* The completion itself: on a fresh sequence, or, when the call names a user and the model
+ * is local, on top of that user's memory (the messages are then the new turns; the user's
+ * last message and the answer are remembered). */
+static int do_chat(agentd_model *model, chat_call *c, engine_chat_response *r)
+{
+	if (!c->memory_user[0] || !model->local)
+		return model->chat(model->cls, &c->req, r);
+	sqlite3 *db;
+	int rc = agentd_dbpool_acquire(c->ctx->pool, &db);
+	if (rc)
+		return rc;
+	json_t *pre = json_pack("[{s:s, s:s}]", "role", "system", "content", "You are a helpful assistant.");
+	long long budget = 0;
+	agentd_config_get_long(c->ctx->cfg, "memory_kv_tokens", 0, INT64_MAX, &budget);
+	memory_options opt = {.preamble = pre, .kv_budget = (uint64_t)budget};
+	memory_session *m = NULL;
+	engine_state *fork = NULL;
+	json_t *turns = json_array(), *remember = NULL;
+	const json_t *last_user = NULL;
+	size_t i;
+	json_t *msg;
+	json_array_foreach(c->messages, i, msg)
+	{
+		const char *role = json_string_value(json_object_get(msg, "role"));
+		if (role && strcmp(role, "system") == 0)
+			continue; /* the memory's own system turn stands */
+		json_array_append(turns, msg);
+		if (role && strcmp(role, "user") == 0)
+			last_user = msg;
+	}
+	if (!pre || !turns)
+		rc = ag_error_set(AG_ENOMEM, "out of memory");
+	if (!rc)
+		rc = memory_session_open(&m, db, model->local, c->tenant, c->memory_user, &opt);
+	if (!rc)
+		rc = engine_state_fork(&fork, memory_session_state(m));
+	engine_chat_request req = c->req;
+	req.messages = turns;
+	if (!rc)
+		rc = engine_local_chat_state(model->local, fork, &req, r);
+	if (!rc && last_user && strcmp(r->finish_reason, "cancelled") != 0) {
+		remember =
+			json_pack("[O, {s:s, s:s}]", last_user, "role", "assistant", "content", r->content);
+		if (!remember || memory_session_commit(m, db, remember))
+			ag_warn("chat: the answer could not be added to %s's memory: %s", c->memory_user,
+				ag_error_last());
+	}
+	json_decref(remember);
+	engine_state_free(fork);
+	memory_session_close(m);
+	json_decref(turns);
+	json_decref(pre);
+	agentd_dbpool_release(c->ctx->pool, db);
+	return rc;
+}
+
 /* ------------------------------------------------------------ streaming */
 
 typedef struct chat_stream {
@@ -510,7 +581,7 @@ static void *generate_thread(void *arg)
 	engine_chat_response r;
 	s->call.req.on_text = stream_on_text;
 	s->call.req.on_text_cls = s;
-	int rc = s->model->chat(s->model->cls, &s->call.req, &r);
+	int rc = do_chat(s->model, &s->call, &r);
 	if (rc) {
 		json_t *err = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", ag_error_last(), "type",
 					"server_error", "code", ag_error_name(rc));
@@ -594,6 +665,14 @@ static int post_chat(agentd_request *req, agentd_response *res)
 		chat_call_clear(&call);
 		return rc;
 	}
+	call.ctx = req->ctx;
+	snprintf(call.tenant, sizeof call.tenant, "%s", req->principal->tenant);
+	if (call.memory_user[0] && strcmp(call.memory_user, req->principal->user) != 0 &&
+	    !(req->principal->role & AGENTD_ROLE_ADMIN)) {
+		chat_call_clear(&call);
+		return openai_error(res, 403, "permission_error", "user", NULL,
+				    "only an admin key may use another user's memory");
+	}
 	if (!model) {
 		chat_call_clear(&call);
 		return openai_error(
@@ -641,7 +720,7 @@ static int post_chat(agentd_request *req, agentd_response *res)
 		return 0;
 	}
 	engine_chat_response r;
-	rc = model->chat(model->cls, &call.req, &r);
+	rc = do_chat(model, &call, &r);
 	chat_call_clear(&call);
 	if (rc)
 		return model_error(res, rc);
