@@ -13,7 +13,10 @@
  * tojson, models/train/fmt.py) writes with json.dumps defaults: ", " and ": "
  * separators, non-ASCII as \uXXXX, floats in repr's shortest form. jansson's
  * dumper differs on floats and U+007F, so py_dump below writes that form from
- * jansson values.
+ * jansson values. Two deliberate differences from the 3B's Jinja template:
+ * tool-call arguments given as JSON text are rewritten in that form (the
+ * template pastes them verbatim), and non-ASCII is escaped as json.dumps does
+ * by default and models/train wrote (HF's tojson leaves it as it is).
  */
 #include "engine/engine.h"
 
@@ -438,12 +441,27 @@ static int render_chatml(ag_buf *b, const engine_chat_options *o, const msg *m, 
 			rc = put3(b, "<|im_start|>system\n", x->content, "<|im_end|>\n");
 		} else if (strcmp(x->role, "assistant") == 0) {
 			rc = ag_buf_puts(b, "<|im_start|>assistant\n");
-			if (!rc && x->reasoning && (!any_query || i > last_query))
-				rc = put3(b, "<think>\n", x->reasoning, "\n</think>\n\n");
+			const char *content = x->content;
+			if (!rc && x->reasoning && x->reasoning[0] && any_query && i > last_query) {
+				/* As the template: reasoning without its outer newlines, content without
+				 * leading ones. */
+				const char *r = x->reasoning, *re = r + strlen(r);
+				while (*r == '\n')
+					r++;
+				while (re > r && re[-1] == '\n')
+					re--;
+				while (*content == '\n')
+					content++;
+				rc = ag_buf_puts(b, "<think>\n");
+				if (!rc)
+					rc = ag_buf_append(b, r, (size_t)(re - r));
+				if (!rc)
+					rc = ag_buf_puts(b, "\n</think>\n\n");
+			}
 			if (!rc)
-				rc = ag_buf_puts(b, x->content);
+				rc = ag_buf_puts(b, content);
 			for (size_t k = 0; x->calls && k < json_array_size(x->calls) && !rc; k++) {
-				if (k > 0 || x->content[0])
+				if (k > 0 || content[0])
 					rc = ag_buf_putc(b, '\n');
 				if (!rc)
 					rc = ag_buf_puts(b, "<tool_call>\n");

@@ -198,6 +198,19 @@ static void test_chatml_multi_turn(void **state)
 	assert_non_null(strstr(s, "<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": "
 				  "{}}\n</tool_call><|im_end|>"));
 	ag_free(s);
+	/* Explicit reasoning loses its outer newlines and the content its leading ones; with no
+	 * user message at all, no assistant turn keeps reasoning (the template's last_query_index). */
+	s = render(&o,
+		   J("[{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": "
+		     "\"\\n\\nA\", "
+		     "\"reasoning_content\": \"\\nR\\n\"}]"),
+		   NULL);
+	assert_non_null(strstr(s, "<|im_start|>assistant\n<think>\nR\n</think>\n\nA<|im_end|>\n"));
+	ag_free(s);
+	s = render(&o, J("[{\"role\": \"assistant\", \"content\": \"A\", \"reasoning_content\": \"R\"}]"),
+		   NULL);
+	assert_null(strstr(s, "<think>\nR"));
+	ag_free(s);
 	/* Without thinking: no instruction, a plain generation prompt, no BOS when not asked. */
 	o.think = false;
 	o.add_bos = false;
