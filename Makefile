@@ -64,7 +64,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT))
 
 .SECONDARY:
-.PHONY: all libs run test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
+.PHONY: all libs run model test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
 
 all: $(AGENTD) $(PROGS) $(TESTS) $(FUZZERS)
 
@@ -124,6 +124,12 @@ $(BUILD)/bench/%: bench/%.c $(ALL_LIBS)
 
 run: $(AGENTD)
 	$(AGENTD) serve
+
+# The shipped small model (models/agentd-small.gguf): PyTorch pipeline under
+# models/train/, about an hour on two cores. Not part of `make`.
+model: $(AGENTD)
+	AGENTD_EXTRA_PKGS="python3-torch python3-numpy python3-sentencepiece" ./scripts/deps.sh
+	AGENTD_BIN=$(AGENTD) ./models/train/pipeline.sh
 
 # JavaScript packages the integration tests use (the openai client), from package-lock.json.
 JS_DEPS := tests/integration/js/node_modules/.package-lock.json

@@ -1,0 +1,34 @@
+#!/bin/bash
+# `make model`: the whole pipeline, reproducible by seed. Generates episodes,
+# trains the tokenizer, trains the model (time-bounded, resumable), exports
+# GGUF, checks PyTorch against agentd's engine and evaluates held-out
+# episodes through the engine. Work files go to $MODEL_WORK (not committed);
+# the results are models/agentd-small.gguf, models/tokenizer.model and
+# models/EVAL.md.
+#   MODEL_MINUTES   training budget in minutes (default 43)
+#   MODEL_EPISODES  training episodes (default 6000)
+#   MODEL_RESUME=1  continue the checkpoint in $MODEL_WORK
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+W=${MODEL_WORK:-build/model-work}
+AGENTD=${AGENTD_BIN:-build/agentd}
+T=models/train
+mkdir -p "$W"
+if ! $PY -c 'import torch, numpy, sentencepiece' 2>/dev/null; then
+	echo "model: python3-torch, python3-numpy and python3-sentencepiece are needed" >&2
+	exit 1
+fi
+$PY $T/gen.py --split train --n "${MODEL_EPISODES:-6000}" --seed 1 --out "$W/train.jsonl"
+$PY $T/tok.py --episodes "$W/train.jsonl" --prefix "$W/tokenizer"
+resume=()
+[ "${MODEL_RESUME:-0}" = 1 ] && resume=(--resume)
+$PY $T/train.py --data "$W/train.jsonl" --tokenizer "$W/tokenizer.model" --out "$W/model.pt" \
+	--minutes "${MODEL_MINUTES:-43}" --tokens-per-batch 1536 --max-len 1200 "${resume[@]}" |
+	tee "$W/train.log"
+$PY $T/export_gguf.py --ckpt "$W/model.pt" --tokenizer "$W/tokenizer.model" --out models/agentd-small.gguf
+cp "$W/tokenizer.model" models/tokenizer.model
+$PY $T/check_logits.py --agentd "$AGENTD" --ckpt "$W/model.pt" --gguf models/agentd-small.gguf \
+	--tokenizer "$W/tokenizer.model"
+$PY $T/eval.py --agentd "$AGENTD" --model models/agentd-small.gguf --tokenizer "$W/tokenizer.model" \
+	--out models/EVAL.md
