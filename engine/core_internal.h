@@ -64,6 +64,14 @@ typedef struct engine_kernels {
 
 extern const engine_kernels engine_kernels_portable;
 
+/* K-quant blocks of 256 values (kquants.c): dequantise one block, quantise one block. */
+void engine_dequant_q4_k(const uint8_t *block, float *out);
+void engine_dequant_q5_k(const uint8_t *block, float *out);
+void engine_dequant_q6_k(const uint8_t *block, float *out);
+void engine_quant_q4_k(const float *x, uint8_t *block);
+void engine_quant_q5_k(const float *x, uint8_t *block);
+void engine_quant_q6_k(const float *x, uint8_t *block);
+
 /* Persistent worker threads. engine_pool_run calls fn(ctx, i, n) for i in
  * [0, n) with i == 0 on the calling thread, and returns when all are done.
  * Runs are serialised by a mutex, so one pool may be shared by threads. */

@@ -220,6 +220,9 @@ enum {
 	ENGINE_TYPE_F16 = 1,
 	ENGINE_TYPE_Q4_0 = 2,
 	ENGINE_TYPE_Q8_0 = 8,
+	ENGINE_TYPE_Q4_K = 12,
+	ENGINE_TYPE_Q5_K = 13,
+	ENGINE_TYPE_Q6_K = 14,
 	ENGINE_TYPE_BF16 = 30
 };
 
@@ -300,7 +303,8 @@ int engine_gguf_writer_kv_array(engine_gguf_writer *w, const char *key, int elem
 int engine_gguf_writer_kv_str_array(engine_gguf_writer *w, const char *key, const char *const *s,
 				    uint64_t count);
 /* A tensor from float values (ne[0] innermost), stored as type (converted and
- * quantised here; ne[0] must be a multiple of the type's block size). */
+ * quantised here: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; ne[0] must be a
+ * multiple of the type's block size). */
 int engine_gguf_writer_tensor(engine_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
 			      const uint64_t *ne, const float *values);
 /* The whole file as bytes (caller's, ag_free) or written to path. */

@@ -180,7 +180,8 @@ int engine_gguf_writer_tensor(engine_gguf_writer *w, const char *name, uint32_t 
 {
 	size_t bs = engine_type_block_size(type);
 	if (type != ENGINE_TYPE_F32 && type != ENGINE_TYPE_F16 && type != ENGINE_TYPE_BF16 &&
-	    type != ENGINE_TYPE_Q8_0 && type != ENGINE_TYPE_Q4_0)
+	    type != ENGINE_TYPE_Q8_0 && type != ENGINE_TYPE_Q4_0 && type != ENGINE_TYPE_Q4_K &&
+	    type != ENGINE_TYPE_Q5_K && type != ENGINE_TYPE_Q6_K)
 		return ag_error_set(AG_EUNSUPPORTED, "GGUF writer: cannot write type %s",
 				    engine_type_name(type));
 	if (n_dims < 1 || n_dims > 4 || ne[0] % bs)
@@ -210,6 +211,22 @@ int engine_gguf_writer_tensor(engine_gguf_writer *w, const char *name, uint32_t 
 			put_le(w, &w->data, engine_f32_to_bf16(values[i]), 2);
 		break;
 	case ENGINE_TYPE_Q8_0: quant_q8_0(w, values, count); break;
+	case ENGINE_TYPE_Q4_K:
+	case ENGINE_TYPE_Q5_K:
+	case ENGINE_TYPE_Q6_K: {
+		uint8_t blk[210];
+		size_t bb = engine_type_block_bytes(type);
+		for (uint64_t b = 0; b < count / 256; b++) {
+			if (type == ENGINE_TYPE_Q4_K)
+				engine_quant_q4_k(values + b * 256, blk);
+			else if (type == ENGINE_TYPE_Q5_K)
+				engine_quant_q5_k(values + b * 256, blk);
+			else
+				engine_quant_q6_k(values + b * 256, blk);
+			put(w, &w->data, blk, bb);
+		}
+		break;
+	}
 	default: quant_q4_0(w, values, count); break;
 	}
 	w->n_tensors++;

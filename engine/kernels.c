@@ -81,6 +81,18 @@ static void row_to_f32_portable(const engine_weight *w, uint64_t row, float *out
 			}
 		}
 		break;
+	case ENGINE_TYPE_Q4_K:
+		for (uint64_t b = 0; b < n / 256; b++)
+			engine_dequant_q4_k(p + b * 144, out + b * 256);
+		break;
+	case ENGINE_TYPE_Q5_K:
+		for (uint64_t b = 0; b < n / 256; b++)
+			engine_dequant_q5_k(p + b * 176, out + b * 256);
+		break;
+	case ENGINE_TYPE_Q6_K:
+		for (uint64_t b = 0; b < n / 256; b++)
+			engine_dequant_q6_k(p + b * 210, out + b * 256);
+		break;
 	default:
 		memset(out, 0, n * sizeof(float)); /* model.c refuses other types at load */
 		break;
@@ -291,7 +303,6 @@ static float dot_q4_0(const uint8_t *p, const float *x, size_t n)
 static void rows_portable(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy,
 			  uint64_t r0, uint64_t r1, float *scratch)
 {
-	(void)scratch;
 	pthread_once(&f16_once, f16_init);
 	size_t n = (size_t)w->cols;
 	float (*dot)(const uint8_t *, const float *, size_t) = NULL;
@@ -304,9 +315,13 @@ static void rows_portable(const engine_weight *w, const float *x, size_t n_tok, 
 	}
 	for (uint64_t r = r0; r < r1; r++) {
 		const uint8_t *row = w->data + r * w->row_bytes;
+		const float *f = (const float *)(const void *)row;
+		if (!dot && w->type != ENGINE_TYPE_F32) { /* no fused kernel (K-quants): widen the row once */
+			row_to_f32_portable(w, r, scratch);
+			f = scratch;
+		}
 		for (size_t t = 0; t < n_tok; t++)
-			y[t * ldy + r] = dot ? dot(row, x + t * n, n)
-					     : dot_portable((const float *)(const void *)row, x + t * n, n);
+			y[t * ldy + r] = dot ? dot(row, x + t * n, n) : dot_portable(f, x + t * n, n);
 	}
 }
 

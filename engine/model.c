@@ -38,7 +38,8 @@ static int get_u32(const engine_gguf *g, const char *key, bool required, uint32_
 static bool type_supported(uint32_t t)
 {
 	return t == ENGINE_TYPE_F32 || t == ENGINE_TYPE_F16 || t == ENGINE_TYPE_BF16 ||
-	       t == ENGINE_TYPE_Q8_0 || t == ENGINE_TYPE_Q4_0;
+	       t == ENGINE_TYPE_Q8_0 || t == ENGINE_TYPE_Q4_0 || t == ENGINE_TYPE_Q4_K ||
+	       t == ENGINE_TYPE_Q5_K || t == ENGINE_TYPE_Q6_K;
 }
 
 /* Finds name and checks its shape is (ne0, ne1, ne2), trailing dims 1. */

@@ -5,7 +5,7 @@
  *   jamba_random OUT.gguf [--vocab N] [--embd N] [--layers N] [--ff N] [--heads N]
  *       [--kv-heads N] [--attn-period N] [--attn-offset N] [--experts N]
  *       [--experts-used N] [--expert-period N] [--expert-offset N] [--d-state N]
- *       [--d-conv N] [--expand N] [--dt-rank N] [--type f32|f16|bf16|q8_0|q4_0]
+ *       [--d-conv N] [--expand N] [--dt-rank N] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k]
  *       [--tied] [--seed N]
  */
 #include <stdio.h>
@@ -19,7 +19,8 @@ static int usage(const char *msg)
 		"jamba_random: %s\nusage: jamba_random OUT.gguf [--vocab N] [--embd N] [--layers N] [--ff N] "
 		"[--heads N] [--kv-heads N] [--attn-period N] [--attn-offset N] [--experts N] "
 		"[--experts-used N] [--expert-period N] [--expert-offset N] [--d-state N] [--d-conv N] "
-		"[--expand N] [--dt-rank N] [--type f32|f16|bf16|q8_0|q4_0] [--tied] [--seed N]\n",
+		"[--expand N] [--dt-rank N] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q5_k|q6_k] [--tied] [--seed "
+		"N]\n",
 		msg);
 	return 2;
 }
@@ -69,11 +70,10 @@ int main(int argc, char **argv)
 			static const struct {
 				const char *n;
 				uint32_t t;
-			} types[] = {{"f32", ENGINE_TYPE_F32},
-				     {"f16", ENGINE_TYPE_F16},
-				     {"bf16", ENGINE_TYPE_BF16},
-				     {"q8_0", ENGINE_TYPE_Q8_0},
-				     {"q4_0", ENGINE_TYPE_Q4_0}};
+			} types[] = {{"f32", ENGINE_TYPE_F32},   {"f16", ENGINE_TYPE_F16},
+				     {"bf16", ENGINE_TYPE_BF16}, {"q8_0", ENGINE_TYPE_Q8_0},
+				     {"q4_0", ENGINE_TYPE_Q4_0}, {"q4_k", ENGINE_TYPE_Q4_K},
+				     {"q5_k", ENGINE_TYPE_Q5_K}, {"q6_k", ENGINE_TYPE_Q6_K}};
 			size_t k = 0;
 			for (; k < sizeof(types) / sizeof(types[0]) && strcmp(types[k].n, v); k++)
 				;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core_internal.h" /* the module's own tests: K-quant block functions */
 #include "engine/engine.h"
 
 static char model_path[512];
@@ -501,6 +502,73 @@ static void test_allocation_failures(void **state)
 	engine_model_free(m);
 }
 
+/* K-quant weights (blocks of 256: the embedding and FF widths are 256). */
+static void test_k_quants(void **state)
+{
+	(void)state;
+	uint32_t types[] = {ENGINE_TYPE_Q4_K, ENGINE_TYPE_Q5_K, ENGINE_TYPE_Q6_K};
+	for (size_t i = 0; i < 3; i++) {
+		engine_jamba_random p;
+		engine_jamba_random_init(&p);
+		p.n_embd = 256;
+		p.n_ff = 256;
+		p.n_layer = 3;
+		p.attn_period = 3;
+		p.attn_offset = 2;
+		p.weight_type = types[i];
+		p.seed = 101 + i;
+		check_model(&p, 10);
+	}
+}
+
+/* Quantise then dequantise one block of each K type: the codes land where the
+ * dequantiser (ggml's layout) reads them, within the format's resolution. */
+static void test_k_quant_round_trip(void **state)
+{
+	(void)state;
+	float x[256], y[256];
+	uint8_t b[210];
+	uint64_t s = 42;
+	for (int i = 0; i < 256; i++) {
+		s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+		/* sub-blocks of different ranges, so scales and mins differ */
+		x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0) * (float)(1 + i / 32) *
+		       0.1f;
+	}
+	struct {
+		void (*q)(const float *, uint8_t *);
+		void (*d)(const uint8_t *, float *);
+		double levels;
+		const char *name;
+	} k[] = {{engine_quant_q4_k, engine_dequant_q4_k, 15, "Q4_K"},
+		 {engine_quant_q5_k, engine_dequant_q5_k, 31, "Q5_K"},
+		 {engine_quant_q6_k, engine_dequant_q6_k, 31, "Q6_K"}};
+	for (int t = 0; t < 3; t++) {
+		k[t].q(x, b);
+		k[t].d(b, y);
+		for (int j = 0; j < 8; j++) {
+			/* error within about one quantisation step of the sub-block (scales are 6-bit
+			 * themselves) */
+			double lo = 0, hi = 0, err = 0;
+			for (int l = 0; l < 32; l++) {
+				lo = fmin(lo, x[32 * j + l]);
+				hi = fmax(hi, x[32 * j + l]);
+				err = fmax(err, fabs((double)y[32 * j + l] - x[32 * j + l]));
+			}
+			/* one code step of this sub-block (its 6-bit scale rounded up by at most d),
+			 * plus half the resolution of the 6-bit min (dmin) for the K4/K5 formats */
+			double d = t == 2 ? engine_fp16_to_f32((uint16_t)(b[208] | b[209] << 8))
+					  : engine_fp16_to_f32((uint16_t)(b[0] | b[1] << 8));
+			double dmin = t == 2 ? 0 : engine_fp16_to_f32((uint16_t)(b[2] | b[3] << 8));
+			double step = (hi - lo) / k[t].levels;
+			if (t == 2) /* symmetric: the step spans [-amax, amax] over 63 codes */
+				step = 2 * fmax(-lo, hi) / 62;
+			if (!(err <= 0.5 * (step + d) + 0.5 * dmin + 1e-6))
+				fail_msg("%s sub-block %d: error %.4g, step %.4g", k[t].name, j, err, step);
+		}
+	}
+}
+
 int main(void)
 {
 	ag_alloc_init();
@@ -514,6 +582,8 @@ int main(void)
 		cmocka_unit_test(test_threads_same_result),
 		cmocka_unit_test(test_long_prompt_chunks),
 		cmocka_unit_test(test_allocation_failures),
+		cmocka_unit_test(test_k_quants),
+		cmocka_unit_test(test_k_quant_round_trip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
