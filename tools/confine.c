@@ -56,6 +56,7 @@ struct ll_net_port_attr {
 
 #define LL_RULE_PATH_BENEATH 1
 #define LL_RULE_NET_PORT     2
+#define LL_FS_WRITE_FILE     (1ULL << 1)
 #define LL_FS_READ_FILE      (1ULL << 2)
 #define LL_FS_READ_DIR       (1ULL << 3)
 #define LL_NET_BIND_TCP      (1ULL << 0)
@@ -87,7 +88,8 @@ static uint64_t fs_rights(int abi)
 	return r;
 }
 
-int confine_landlock(int abi, const char *const *read_paths, int nread, const unsigned *ports, int nports)
+int confine_landlock(int abi, const char *const *read_paths, const bool *writable, int nread,
+		     const unsigned *ports, int nports)
 {
 	if (abi <= 0)
 		return 0;
@@ -112,6 +114,8 @@ int confine_landlock(int abi, const char *const *read_paths, int nread, const un
 		struct ll_path_beneath_attr pb = {.allowed_access = LL_FS_READ_FILE, .parent_fd = pfd};
 		if (fstat(pfd, &st) == 0 && S_ISDIR(st.st_mode))
 			pb.allowed_access |= LL_FS_READ_DIR;
+		else if (writable && writable[i])
+			pb.allowed_access |= LL_FS_WRITE_FILE;
 		long rc = syscall(SYS_landlock_add_rule, fd, LL_RULE_PATH_BENEATH, &pb, 0);
 		int e = errno;
 		close(pfd);

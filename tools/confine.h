@@ -9,8 +9,10 @@
 
 /* The kernel's Landlock ABI version, 0 when Landlock is unavailable. */
 int confine_landlock_abi(void);
-/* Restricts this process to reading read_paths and connecting to ports. */
-int confine_landlock(int abi, const char *const *read_paths, int nread, const unsigned *ports, int nports);
+/* Restricts this process to reading read_paths (writing those marked
+ * writable, files only) and connecting to ports. */
+int confine_landlock(int abi, const char *const *read_paths, const bool *writable, int nread,
+		     const unsigned *ports, int nports);
 /* CPU, address space (on top of the current size), file size, files, processes, core. */
 int confine_rlimits(const tools_limits *lim, unsigned needs);
 /* Loads the filter for a tool with these needs. */

@@ -124,6 +124,14 @@ int tools_job_grant_read(tools_job *job, const char *path)
 	return 0;
 }
 
+int tools_job_grant_write_file(tools_job *job, const char *path)
+{
+	int rc = tools_job_grant_read(job, path);
+	if (!rc)
+		job->writable[job->nread - 1] = true;
+	return rc;
+}
+
 int tools_job_allow_port(tools_job *job, unsigned port)
 {
 	if (port == 0 || port > 65535)

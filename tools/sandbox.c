@@ -155,8 +155,8 @@ __attribute__((noreturn)) static void child_run(const tools_tool *t, const json_
 		child_fail(AG_ERR, ag_error_last());
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		child_fail(AG_ERR, "prctl(PR_SET_NO_NEW_PRIVS) failed");
-	if (confine_landlock(sup->landlock_abi, (const char *const *)job->read_paths, job->nread, job->ports,
-			     (t->needs & TOOLS_NEED_NETWORK) ? job->nports : 0))
+	if (confine_landlock(sup->landlock_abi, (const char *const *)job->read_paths, job->writable,
+			     job->nread, job->ports, (t->needs & TOOLS_NEED_NETWORK) ? job->nports : 0))
 		child_fail(AG_ERR, ag_error_last());
 	if (sup->seccomp && confine_seccomp(t->needs))
 		child_fail(AG_ERR, ag_error_last());

@@ -6,10 +6,18 @@
  * an authorizer that allows reading and nothing else (no PRAGMA, ATTACH,
  * writes or schema changes). A progress handler enforces a time limit and a
  * row limit bounds the answer.
+ *
+ * WAL databases: a reader writes its read marks into the -shm index, so that
+ * one file (never the database or its WAL) is granted for writing; when the
+ * writer has gone and left no WAL behind, the file is read as immutable.
+ * SQLite keeps per-process lock state that a forked child inherits, so the
+ * daemon itself must not hold an attached database open (it never does; a
+ * test that writes one does so from another process).
  */
 #include "tools/tools_int.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #define SQL_TIME_LIMIT_S 5.0
 
@@ -21,6 +29,14 @@ static int sql_prepare(tools_job *job, const json_t *args, const tools_env *env)
 	if (rc)
 		return rc;
 	rc = tools_job_grant_read(job, path);
+	/* A database in WAL mode is read through its -wal file and the -shm index,
+	 * which readers write their read marks to (the database and the WAL stay
+	 * read-only). Grants of files that do not exist are no-ops. */
+	char side[4200];
+	if (!rc && (size_t)snprintf(side, sizeof side, "%s-wal", path) < sizeof side)
+		rc = tools_job_grant_read(job, side);
+	if (!rc && (size_t)snprintf(side, sizeof side, "%s-shm", path) < sizeof side)
+		rc = tools_job_grant_write_file(job, side);
 	json_t *input = json_pack("{s:s}", "path", path);
 	ag_free(path);
 	if (!input)
@@ -69,22 +85,76 @@ static json_t *column_value(sqlite3_stmt *st, int i)
 	}
 }
 
-static int sql_run(json_t **out, const json_t *args, const json_t *input)
+/* "file:" URI of path with immutable=1, percent-encoding what URIs reserve. */
+static int immutable_uri(char *out, size_t cap, const char *path)
 {
-	const char *path = json_string_value(json_object_get(input, "path"));
-	const char *query = tools_arg_str(args, "query", "");
-	long long max_rows = tools_arg_int(args, "max_rows", 100);
+	size_t n = 0;
+	static const char hex[] = "0123456789ABCDEF";
+	if (cap < 32)
+		return -1;
+	memcpy(out, "file:", 5);
+	n = 5;
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		if (n + 4 >= cap)
+			return -1;
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    strchr("/._-~", *p)) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	if (n + 13 >= cap)
+		return -1;
+	memcpy(out + n, "?immutable=1", 13);
+	return 0;
+}
+
+/* Opens read-only. A WAL database whose writer has gone has no -wal or -shm
+ * left, and a read-only reader may not create the index: with no WAL content
+ * to miss, it is then read as an immutable file. */
+static int open_readonly(sqlite3 **out, const char *path)
+{
 	sqlite3 *db = NULL;
-	char uri[4200];
-	if (!path || (size_t)snprintf(uri, sizeof uri, "%s", path) >= sizeof uri)
-		return ag_error_set(AG_EINVAL, "bad database path");
-	int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA schema_version", NULL, NULL, NULL);
+	char wal[4200];
+	if ((rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) &&
+	    (size_t)snprintf(wal, sizeof wal, "%s-wal", path) < sizeof wal && access(wal, F_OK) != 0) {
+		char uri[13000];
+		sqlite3_close(db);
+		db = NULL;
+		if (immutable_uri(uri, sizeof uri, path))
+			return ag_error_set(AG_EINVAL, "the database path is too long");
+		rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+				     NULL);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_exec(db, "PRAGMA schema_version", NULL, NULL, NULL);
+	}
 	if (rc != SQLITE_OK) {
 		rc = ag_error_set(AG_EIO, "cannot open the database read-only: %s",
 				  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
 		sqlite3_close(db);
 		return rc;
 	}
+	*out = db;
+	return 0;
+}
+
+static int sql_run(json_t **out, const json_t *args, const json_t *input)
+{
+	const char *path = json_string_value(json_object_get(input, "path"));
+	const char *query = tools_arg_str(args, "query", "");
+	long long max_rows = tools_arg_int(args, "max_rows", 100);
+	sqlite3 *db = NULL;
+	if (!path)
+		return ag_error_set(AG_EINVAL, "bad database path");
+	int rc = open_readonly(&db, path);
+	if (rc)
+		return rc;
 	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, NULL);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);

@@ -51,6 +51,9 @@ typedef struct tools_job tools_job;
 
 /* Grants read access to path (a file or a directory tree) inside the sandbox. */
 int tools_job_grant_read(tools_job *job, const char *path);
+/* Grants reading and writing an existing file (never creating one); for
+ * SQLite's -shm index, which readers of a WAL database write to. */
+int tools_job_grant_write_file(tools_job *job, const char *path);
 /* Allows TCP connections to port (Landlock ABI 4 and later; ignored before). */
 int tools_job_allow_port(tools_job *job, unsigned port);
 /* Hands the child a JSON value (the job steals the reference); run sees it as `input`. */

@@ -13,6 +13,7 @@
 
 struct tools_job {
 	char *read_paths[TOOLS_MAX_GRANTS];
+	bool writable[TOOLS_MAX_GRANTS]; /* read_paths[i] may also be written (an existing file) */
 	int nread;
 	unsigned ports[TOOLS_MAX_PORTS];
 	int nports;
