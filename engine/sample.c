@@ -220,6 +220,44 @@ static size_t top_p_prefix(cand *c, double *pr, size_t n, double max, double top
 	return k ? k : 1; /* rounding left the sum a hair short: all of them */
 }
 
+/* Temperature alone (the local backend's default): the same draw as the general path,
+ * which keeps candidates in id order when nothing filters them, without copying them. */
+static int sample_plain(engine_sampler *s, const float *logits, size_t n_vocab, int32_t *token)
+{
+	if (n_vocab > s->cap_cands) {
+		double *pr = ag_realloc(s->probs, n_vocab * sizeof *pr);
+		if (!pr)
+			return ag_error_set(AG_ENOMEM, "sample: out of memory for %zu candidates", n_vocab);
+		s->probs = pr;
+		cand *c = ag_realloc(s->cands, n_vocab * sizeof *c);
+		if (!c)
+			return ag_error_set(AG_ENOMEM, "sample: out of memory for %zu candidates", n_vocab);
+		s->cands = c;
+		s->cap_cands = n_vocab;
+	}
+	float max = -INFINITY;
+	for (size_t i = 0; i < n_vocab; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	if (max == -INFINITY)
+		return ag_error_set(AG_EINVAL, "sample: every logit is NaN or -inf");
+	double *pr = s->probs, inv_t = 1.0 / (double)s->p.temperature, total = 0;
+	size_t last = 0;
+	for (size_t i = 0; i < n_vocab; i++) {
+		double x = ((double)logits[i] - max) * inv_t;
+		pr[i] = isnan(x) || x < -80 ? 0 : (double)expf((float)x);
+		total += pr[i];
+		if (pr[i] > 0)
+			last = i;
+	}
+	double r = uniform(s) * total;
+	size_t pick = 0;
+	for (double acc = pr[0]; pick < last && acc <= r; acc += pr[++pick])
+		;
+	*token = (int32_t)pick;
+	return 0;
+}
+
 int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_t *token)
 {
 	if (!s || !logits || !token || n_vocab == 0 || n_vocab > INT32_MAX)
@@ -236,6 +274,9 @@ int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_
 		*token = (int32_t)best;
 		return 0;
 	}
+	bool penalty = s->p.repeat_penalty != 1.0f && s->n_recent > 0;
+	if (s->p.top_k <= 0 && !(s->p.top_p < 1.0f) && !(s->p.min_p > 0) && !penalty)
+		return sample_plain(s, logits, n_vocab, token);
 	if (n_vocab > s->cap_cands) {
 		cand *c = ag_realloc(s->cands, n_vocab * sizeof *c);
 		double *pr = c ? ag_realloc(s->probs, n_vocab * sizeof *pr) : NULL;
@@ -287,13 +328,16 @@ int engine_sample(engine_sampler *s, const float *logits, size_t n_vocab, int32_
 	/* Temperature on the survivors, then one draw. Terms below e^-80 of the best cannot
 	 * change a draw made with 53-bit uniforms, so they are not computed. */
 	double inv_t = 1.0 / (double)s->p.temperature, total = 0;
+	size_t last = 0; /* the last candidate that can be drawn: rounding never lands past it */
 	for (size_t i = 0; i < n; i++) {
 		double x = ((double)c[i].logit - max) * inv_t;
 		total += pr[i] = x < -80 ? 0 : (double)expf((float)x);
+		if (pr[i] > 0)
+			last = i;
 	}
 	double r = uniform(s) * total;
 	size_t pick = 0;
-	for (double acc = pr[0]; pick + 1 < n && acc <= r; acc += pr[++pick])
+	for (double acc = pr[0]; pick < last && acc <= r; acc += pr[++pick])
 		;
 	*token = c[pick].id;
 	return 0;

@@ -174,6 +174,24 @@ static void test_temperature_to_zero(void **state)
 	engine_sampler_free(greedy);
 }
 
+/* The copy-free temperature-only path draws exactly what the general path draws. */
+static void test_plain_path_equals_general(void **state)
+{
+	(void)state;
+	enum { N = 3000 };
+	static float l[N];
+	engine_sampler *plain = make(0.7f, 0, 1.0f, 0, 21), *general = make(0.7f, N, 1.0f, 0, 21);
+	for (int round = 0; round < 300; round++) {
+		for (int i = 0; i < N; i++)
+			l[i] = rand_logit() * (round % 3 == 0 ? 5.0f : 0.5f);
+		l[round % N] = NAN;
+		l[(round * 7) % N] = -INFINITY;
+		assert_int_equal(draw(plain, l, N), draw(general, l, N));
+	}
+	engine_sampler_free(plain);
+	engine_sampler_free(general);
+}
+
 static void test_frequencies_match_softmax(void **state)
 {
 	(void)state;
@@ -268,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_top_k),
 		cmocka_unit_test(test_top_p_and_min_p),
 		cmocka_unit_test(test_temperature_to_zero),
+		cmocka_unit_test(test_plain_path_equals_general),
 		cmocka_unit_test(test_frequencies_match_softmax),
 		cmocka_unit_test(test_repetition_penalty),
 		cmocka_unit_test(test_errors),
