@@ -149,7 +149,8 @@ int engine_chat_render(char **out, size_t *len_out, const engine_chat_options *o
 /* Splits generated text into reasoning, answer and tool calls. The reasoning is the text
  * of a <think> block (or everything before a lone "</think>", since the generation prompt
  * opens the block); tool calls are the <tool_call>{JSON}</tool_call> blocks (ChatML) or
- * the array in <tool_calls>[...]</tool_calls> (Jamba 1.5). */
+ * the array in <tool_calls>[...]</tool_calls> (Jamba 1.5); the content is what is left,
+ * cut at a stop token written as text (<|im_end|>, <|eom|>, <|endoftext|>). */
 typedef struct engine_chat_parsed {
 	char *reasoning;    /* NULL when there was none */
 	char *content;      /* the rest, trimmed; never NULL */
