@@ -42,8 +42,9 @@ static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_reques
 		return 0;
 	}
 	/* Stream the answer in small pieces, as an engine would. */
-	for (size_t i = 0; line[i]; i += 4) {
-		size_t n = strlen(line + i) < 4 ? strlen(line + i) : 4;
+	size_t len = strlen(line);
+	for (size_t i = 0; i < len; i += 4) {
+		size_t n = len - i < 4 ? len - i : 4;
 		if (req->on_text && req->on_text(req->on_text_cls, line + i, n))
 			break;
 	}
