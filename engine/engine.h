@@ -33,8 +33,8 @@ typedef struct engine_tokenizer engine_tokenizer;
  * engine_tokenizer_create, so the caller may free it afterwards. Call
  * engine_vocab_desc_init first: ids < 0 mean "none". */
 typedef struct engine_vocab_desc {
-	const char *model;         /* tokenizer.ggml.model: "llama" (SentencePiece BPE) or "gpt2" (byte BPE) */
-	const char *pre;           /* tokenizer.ggml.pre: gpt2 pre-tokenizer ("default", "llama3", ...); may be NULL */
+	const char *model; /* tokenizer.ggml.model: "llama" (SentencePiece BPE) or "gpt2" (byte BPE) */
+	const char *pre; /* tokenizer.ggml.pre: gpt2 pre-tokenizer ("default", "llama3", ...); may be NULL */
 	const char *const *tokens; /* tokenizer.ggml.tokens, n_tokens NUL-terminated strings */
 	const float *scores;       /* tokenizer.ggml.scores (n_tokens) or NULL */
 	const int32_t *types;      /* tokenizer.ggml.token_type (n_tokens) or NULL: all normal */
@@ -164,11 +164,11 @@ void engine_chat_parsed_free(engine_chat_parsed *p);
 /* ---- sampling ---- */
 
 typedef struct engine_sampler_params {
-	float temperature;    /* <= 0: greedy */
-	int32_t top_k;        /* <= 0: off */
-	float top_p;          /* >= 1: off */
-	float min_p;          /* <= 0: off; keeps tokens with p >= min_p * p_max */
-	float repeat_penalty; /* 1: off; positive logits divided, negative multiplied */
+	float temperature;     /* <= 0: greedy */
+	int32_t top_k;         /* <= 0: off */
+	float top_p;           /* >= 1: off */
+	float min_p;           /* <= 0: off; keeps tokens with p >= min_p * p_max */
+	float repeat_penalty;  /* 1: off; positive logits divided, negative multiplied */
 	int32_t repeat_last_n; /* window of recent accepted tokens the penalty looks at */
 	uint64_t seed;
 } engine_sampler_params;
