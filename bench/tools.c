@@ -26,7 +26,7 @@ static void report(const char *what, double *ms, int n)
 	double sum = 0;
 	for (int i = 0; i < n; i++)
 		sum += ms[i];
-	printf("%-28s n=%d  median %.3f ms  mean %.3f ms  p90 %.3f ms  p99 %.3f ms  min %.3f ms\n", what, n,
+	printf("%-28s n=%d  median %.4f ms  mean %.4f ms  p90 %.4f ms  p99 %.4f ms  min %.4f ms\n", what, n,
 	       ms[n / 2], sum / n, ms[n * 9 / 10], ms[n * 99 / 100], ms[0]);
 }
 
