@@ -188,6 +188,10 @@ static void test_spm_known_encodings(void **state)
 		   (int32_t[]){SPM_BYTE0 + 0xF0, SPM_BYTE0 + 0x9F, SPM_BYTE0 + 0x98, SPM_BYTE0 + 0x80,
 			       id_e_acute},
 		   5);
+	/* Equal scores: the leftmost pair merges first, as SentencePiece and llama.cpp do. */
+	int32_t ll = engine_token_lookup(t, "ll"), l = engine_token_lookup(t, "l");
+	expect_ids(t, "lll", false, (int32_t[]){ll, l}, 2);
+	expect_ids(t, "lllll", false, (int32_t[]){ll, ll, l}, 3);
 	/* Two spaces: the first is the ▁ piece, the second starts ▁world. */
 	expect_ids(t, "hello  world", false, (int32_t[]){id_hello, id_sp, id_sp_world}, 3);
 	/* A literal U+2581 is spelled in bytes, so it does not come back as a space. */
@@ -481,6 +485,7 @@ static void test_gpt2_known_encodings(void **state)
 	/* Contractions and digits split off; unmerged bytes are their own tokens. */
 	expect_ids(t, "he's 42", false, (int32_t[]){256 + 0 /* he */, '\'', 's', ' ', '4', '2'}, 6);
 	expect_ids(t, "\xc3\xa9", false, (int32_t[]){0xC3, 0xA9}, 2);
+	expect_ids(t, "lll", false, (int32_t[]){256 + 1 /* ll */, 'l'}, 2); /* leftmost pair first */
 	expect_ids(t, "hello<|endoftext|>", true, (int32_t[]){id_g_hello, id_g_endoftext}, 2);
 	int32_t *ids;
 	size_t n;
