@@ -35,6 +35,7 @@ static const struct config_key {
 	{"audit_checkpoint_every", "1000"},  /* records between signed checkpoints */
 	{"audit_retention_days", "0"},       /* 0 keeps every record */
 	{"max_document_bytes", "209715200"}, /* largest document accepted for ingestion (200 MiB) */
+	{"web_root", "web"}, /* the console's static files; relative: to the cwd, else to the install dir */
 };
 
 #define NKEYS (sizeof config_keys / sizeof config_keys[0])

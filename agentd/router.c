@@ -18,6 +18,7 @@ static const agentd_route *const route_tables[] = {
 	agentd_routes_tools,
 	agentd_routes_openai,
 	agentd_routes_policies,
+	agentd_routes_web, /* last: its "/{file}" must not shadow literal routes */
 };
 /* clang-format on */
 

@@ -113,5 +113,6 @@ extern const agentd_route agentd_routes_policies[];  /* routes_policies.c */
 extern const agentd_route agentd_routes_memory[];    /* routes_memory.c */
 extern const agentd_route agentd_routes_runs[];      /* routes_runs.c: runs and workflows */
 extern const agentd_route agentd_routes_openai[];    /* routes_openai.c: chat completions, models */
+extern const agentd_route agentd_routes_web[];       /* routes_web.c: the browser console (static files) */
 
 #endif

@@ -6,7 +6,8 @@ set -eu
 PKGS="build-essential pkg-config clang valgrind sqlite3 \
 libsqlite3-dev libcurl4-openssl-dev libgit2-dev libpcre2-dev libmicrohttpd-dev \
 libopenblas-dev libjansson-dev libseccomp-dev libsodium-dev libxml2-dev \
-libpoppler-glib-dev libcmocka-dev zlib1g-dev curl git python3 procps"
+libpoppler-glib-dev libcmocka-dev zlib1g-dev curl git python3 procps \
+chromium"
 
 if [ "${AGENTD_EXTRA_PKGS:-}" != "" ]; then PKGS="$PKGS $AGENTD_EXTRA_PKGS"; fi
 # Node.js drives the browser and OpenAI-client tests; any recent node will do.

@@ -2,16 +2,31 @@
 remote model in tests. It answers deterministically from the last user message:
   - "calc ..." with tools offered: a calculator tool call;
   - a response_format json_schema: {"answer": <last user text>};
+  - a <documents> block in the last user message (agentd's planner): the first
+    sentence of document 1 in double quotes followed by " [1]", streamed slowly
+    word by word, so agentd's citation check passes and the answer streams;
   - otherwise: "echo: <last user text>", streamed word by word when asked.
 It records the requests it got (GET /requests) and fails on request when the
 user text says "fail-429" (the first time) or "fail-500" (always)."""
 import json
+import re
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REQUESTS = []
 FAILED_ONCE = set()
+
+
+def first_sentence(user_text):
+    """The first sentence of document 1 in a planner prompt, or None."""
+    m = re.search(r'<document id="1"[^>]*>\n(.*?)\n</document>', user_text, re.S)
+    if not m:
+        return None
+    body = m.group(1).strip()
+    s = re.match(r"(.+?[.!?])(\s|$)", body, re.S)
+    return (s.group(1) if s else body).strip()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -41,13 +56,16 @@ class Handler(BaseHTTPRequestHandler):
         if "fail-429" in last and last not in FAILED_ONCE:
             FAILED_ONCE.add(last)
             return self.reply(429, {"error": {"message": "slow down"}})
-        tool_calls, text = None, None
+        tool_calls, text, pause = None, None, 0
         if req.get("tools") and "calc" in last:
             tool_calls = [{"index": 0, "id": "call_x", "type": "function",
                            "function": {"name": req["tools"][0]["function"]["name"],
                                         "arguments": json.dumps({"expression": last.split("calc", 1)[1].strip()})}}]
         elif (req.get("response_format") or {}).get("type") == "json_schema":
             text = json.dumps({"answer": last})
+        elif "<documents>" in last and first_sentence(last):
+            text = '"%s" [1]' % first_sentence(last)
+            pause = 0.12  # slow enough that agentd streams the answer in several deltas
         else:
             text = "echo: " + last
         usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
@@ -74,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
             words = text.split(" ")
             for i, w in enumerate(words):
                 send({"choices": [{"index": 0, "delta": {"content": w + (" " if i < len(words) - 1 else "")}}]})
+                time.sleep(pause)
         send({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls" if tool_calls else "stop"}]})
         send({"choices": [], "usage": usage})
         send("[DONE]")
