@@ -233,6 +233,7 @@ static const int allowed_always[] = {
 	SCMP_SYS(time),
 	SCMP_SYS(getrandom),
 	SCMP_SYS(sched_yield),
+	SCMP_SYS(sched_getaffinity),
 	SCMP_SYS(set_robust_list),
 	SCMP_SYS(rseq),
 	SCMP_SYS(set_tid_address),
@@ -324,4 +325,11 @@ out:
 	return rc;
 }
 
-bool confine_seccomp_supported(void) { return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0; }
+bool confine_seccomp_supported(void)
+{
+	if (prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0)
+		return false;
+	/* libseccomp probes the kernel's API level once per process and caches it;
+	 * probing here, in the parent, spares every child the probe. */
+	return seccomp_api_get() >= 1;
+}
