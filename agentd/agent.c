@@ -183,10 +183,11 @@ static bool tool_allowed(agent *a, const char *name)
 }
 
 /* Runs the model's tool calls and appends them and their results to the conversation. */
-static int run_tools(agent *a, const json_t *calls, const char *content, bool *stopped)
+static int run_tools(agent *a, const json_t *calls, const char *content, const char *reasoning, bool *stopped)
 {
-	json_t *assistant = json_pack("{s:s, s:s, s:O}", "role", "assistant", "content",
-				      content ? content : "", "tool_calls", calls);
+	json_t *assistant =
+		json_pack("{s:s, s:s, s:O, s:s?}", "role", "assistant", "content", content ? content : "",
+			  "tool_calls", calls, "reasoning_content", reasoning);
 	if (!assistant || json_array_append_new(a->messages, assistant))
 		return ag_error_set(AG_ENOMEM, "out of memory recording a tool call");
 	size_t i;
@@ -305,7 +306,7 @@ static int agent_loop(agent *a)
 		}
 		if (g.tool_calls && json_array_size(g.tool_calls) > 0) {
 			bool stopped = false;
-			rc = run_tools(a, g.tool_calls, g.content, &stopped);
+			rc = run_tools(a, g.tool_calls, g.content, g.reasoning, &stopped);
 			agentd_gen_result_clear(&g);
 			if (rc || stopped)
 				break;

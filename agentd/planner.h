@@ -30,6 +30,7 @@ typedef struct agentd_gen_request {
 
 typedef struct agentd_gen_result {
 	char *content;      /* the answer text, reasoning (<think>) removed; caller frees */
+	char *reasoning;    /* the model's reasoning, kept to render its turn back as it was; or NULL */
 	json_t *tool_calls; /* [{"name": ..., "arguments": {...}}] when the model called tools, else NULL */
 	long prompt_tokens;
 	long completion_tokens;

@@ -23,6 +23,7 @@ const char *agentd_prompt_system(void) { return system_text; }
 void agentd_gen_result_clear(agentd_gen_result *r)
 {
 	ag_free(r->content);
+	ag_free(r->reasoning);
 	json_decref(r->tool_calls);
 	memset(r, 0, sizeof *r);
 }

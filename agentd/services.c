@@ -153,6 +153,7 @@ static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *re
 	if (rc)
 		return rc;
 	out->content = r.content;
+	out->reasoning = r.reasoning;
 	out->tool_calls = r.tool_calls;
 	out->prompt_tokens = r.prompt_tokens;
 	out->completion_tokens = r.completion_tokens;

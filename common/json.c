@@ -6,6 +6,7 @@
 int ag_json_parse(json_t **out, const char *text, size_t len)
 {
 	json_error_t err;
+	memset(&err, 0, sizeof err);
 	*out = NULL;
 	long failures = ag_alloc_thread_failures();
 	json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);

@@ -421,7 +421,8 @@ typedef struct engine_chat_request {
 } engine_chat_request;
 
 typedef struct engine_chat_response {
-	char *content;        /* the answer (reasoning removed); never NULL after success */
+		char *content;        /* the answer (reasoning removed); never NULL after success */
+	char *reasoning;      /* the <think> text, or NULL */
 	json_t *tool_calls;   /* [{"name", "arguments": {...}}] or NULL */
 	long prompt_tokens;
 	long completion_tokens;

@@ -313,7 +313,9 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 		rc = engine_prefill(l->model, s, prompt, nprompt, logits);
 	for (size_t i = 0; i < nprompt && !rc; i++)
 		engine_sampler_accept(sampler, prompt[i]);
-	engine_detok_init(&dt, l->tok, false);
+	/* Special tokens the model writes (</think>, <tool_call>) are part of the text to parse;
+	 * one detokenizer for every token keeps characters split across tokens in order. */
+	engine_detok_init(&dt, l->tok, true);
 	/* The ChatML generation prompt opens <think>: the answer starts after </think>. */
 	bool thinking = l->format == ENGINE_CHAT_CHATML;
 	int max = req->max_tokens > 0 ? req->max_tokens : DEFAULT_MAX_TOKENS;
@@ -330,12 +332,7 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 		n++;
 		engine_sampler_accept(sampler, tok);
 		ag_buf_clear(&piece);
-		/* Special tokens the model writes (</think>, <tool_call>) are part of the text to parse. */
-		int32_t type = engine_token_type(l->tok, tok);
-		if (type == ENGINE_TOKEN_CONTROL || type == ENGINE_TOKEN_USER_DEFINED)
-			rc = engine_token_piece(l->tok, tok, true, &piece);
-		else
-			rc = engine_detok_push(&dt, tok, &piece);
+		rc = engine_detok_push(&dt, tok, &piece);
 		if (rc)
 			break;
 		if (piece.len)
@@ -367,6 +364,7 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 		ag_buf_free(&text);
 		if (!rc) {
 			out->content = ag_strdup(parsed->content);
+			out->reasoning = parsed->reasoning ? ag_strdup(parsed->reasoning) : NULL;
 			out->tool_calls =
 				json_array_size(parsed->tool_calls) ? json_incref(parsed->tool_calls) : NULL;
 			engine_chat_parsed_free(parsed);

@@ -33,6 +33,7 @@ struct engine_remote {
 void engine_chat_response_clear(engine_chat_response *r)
 {
 	ag_free(r->content);
+	ag_free(r->reasoning);
 	json_decref(r->tool_calls);
 	memset(r, 0, sizeof *r);
 }
@@ -371,6 +372,7 @@ static int finish_response(stream_state *s, engine_chat_response *out)
 	if (rc)
 		return rc;
 	out->content = ag_strdup(parsed->content);
+	out->reasoning = parsed->reasoning ? ag_strdup(parsed->reasoning) : NULL;
 	out->tool_calls = json_array();
 	if (!out->content || !out->tool_calls) {
 		engine_chat_parsed_free(parsed);
