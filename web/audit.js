@@ -45,11 +45,20 @@ async function loadAudit(more) {
     tbody.append(el("tr", { dataset: { seq: String(r.seq) } },
       el("td", {}, r.seq), el("td", {}, fmtTime(r.time || r.time_ms)), el("td", {}, r.user || ""),
       el("td", {}, r.kind), el("td", {}, r.run_id || ""),
-      el("td", {}, el("code", { class: "clip" }, JSON.stringify(r.data))),
+      el("td", {}, el("code", { class: "clip", title: JSON.stringify(r.data, null, 1) }, describe(r))),
       el("td", {}, el("code", { title: r.hash }, (r.hash || "").slice(0, 12)))));
   }
   next = js.next;
   $("audit-more").hidden = !next || js.records.length < 100;
+}
+
+// One line saying what a record is about; the full data is in the tooltip and the export.
+export function describe(r) {
+  const d = r.data || {};
+  if (d.method && d.route) return `${d.method} ${d.route} → ${d.decision}${d.reason ? ": " + d.reason : ""}`;
+  if (d.rule) return `rule ${d.rule}: ${d.action || ""}${d.check ? " (" + d.check + ")" : ""}${d.reason ? " — " + d.reason : ""}`;
+  if (d.event) return d.event + (d.data && d.data.kind ? " " + d.data.kind : "") + (d.data && d.data.status ? " " + d.data.status : "");
+  return JSON.stringify(d);
 }
 
 async function verify() {

@@ -4,6 +4,7 @@
 import { api, streamEvents, $, clear, el, fmtTime, fmtDuration, guarded, toast } from "./api.js";
 import { Timeline, auditItem } from "./timeline.js";
 
+const STEP_KINDS = new Set(["request", "run", "retrieval", "model_call", "tool_call", "validation", "answer"]);
 let traceAbort = null;
 let currentRun = null;
 let generation = 0; // a newer list load makes the replies of older ones stale
@@ -68,7 +69,8 @@ function summary(run) {
   $("trace-approval").hidden = !waiting;
   if (waiting) {
     const what = run.pending_approval || run.approval;
-    $("trace-approval-text").textContent = "This run waits for approval" + (what ? ": " + JSON.stringify(what) : ".");
+    const msg = what && typeof what === "object" ? what.message || JSON.stringify(what) : what;
+    $("trace-approval-text").textContent = "This run waits for approval" + (msg ? ": " + msg : ".");
   }
   $("trace-cancel").hidden = !["queued", "running", "waiting_approval"].includes(run.status);
 }
@@ -80,14 +82,24 @@ async function refreshRun(id) {
 }
 
 async function loadAudit(id) {
-  const list = clear($("trace-audit"));
+  let js;
   try {
-    const js = await api("GET", "/v1/audit?limit=200&run=" + encodeURIComponent(id));
-    for (const r of js.records) if (r.kind !== "request") list.append(auditItem(r));
-    if (!list.children.length) list.append(el("li", { class: "hint" }, "No policy decisions or approvals recorded."));
+    js = await api("GET", "/v1/audit?limit=1000&run=" + encodeURIComponent(id));
   } catch (e) {
-    list.append(el("li", { class: "hint" }, e.status === 403 ? "Audit records need the admin or auditor role." : e.message));
+    js = { error: e };
   }
+  if (currentRun !== id) return; // another run was opened meanwhile
+  const list = clear($("trace-audit"));
+  if (js.error) {
+    const e = js.error;
+    list.append(el("li", { class: "hint" }, e.status === 403 ? "Audit records need the admin or auditor role." : e.message));
+    return;
+  }
+  // Steps are already in the timeline; here go the decisions made about the run.
+  const mine = js.records.filter((r) => !STEP_KINDS.has(r.kind));
+  for (const r of mine) list.append(auditItem(r));
+  if (!mine.length) list.append(el("li", { class: "hint" }, "No policy decisions or approvals recorded for this run."));
+  list.append(el("li", { class: "hint" }, `${js.records.length} audit records name this run; the Audit page lists them all.`));
 }
 
 export async function openRun(id) {
@@ -97,7 +109,9 @@ export async function openRun(id) {
   $("trace").hidden = false;
   $("trace-id").textContent = id;
   const timeline = new Timeline(clear($("trace-timeline")));
+  clear($("trace-audit"));
   await refreshRun(id);
+  loadAudit(id);
   $("trace").scrollIntoView({ block: "start" });
   const ctl = new AbortController();
   traceAbort = ctl;
@@ -108,6 +122,7 @@ export async function openRun(id) {
       onEvent: (name, data) => {
         timeline.add(name, data);
         if (name !== "run.answer.delta" && name !== "run.step.started") guarded(refreshRun)(id);
+        if (name === "run.waiting_approval" || name === "run.approved" || name === "run.rejected") loadAudit(id);
       },
     });
   } catch (e) {

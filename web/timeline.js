@@ -21,7 +21,7 @@ function block(label, value) {
   return el("div", { class: "block" }, el("div", { class: "label" }, label), el("pre", {}, pretty(value)));
 }
 
-const SKIP = new Set(["kind", "sequence_number", "run_id"]);
+const SKIP = new Set(["kind", "type", "id", "index", "sequence_number", "run_id"]);
 
 function stepBody(d) {
   switch (d.kind) {
@@ -70,31 +70,32 @@ export class Timeline {
 
   add(name, d) {
     const seq = d.sequence_number;
-    const kind = d.kind || "";
+    // Agent runs name a step by kind; workflow runs by type and the step's id.
+    const kind = d.kind || d.type || "step";
+    const label = kind.replace(/_/g, " ") + (d.tool ? ": " + d.tool : "") + (d.type && d.id ? " " + d.id : "");
+    const key = kind + "/" + (d.id || "");
     switch (name) {
       case "run.created":
         return this.list.append(item("created", "Run created (" + (d.kind || "agent") + ")", [], seq));
       case "run.step.started": {
-        const li = item("pending " + kind, kind.replace("_", " ") + " started" + (d.tool ? ": " + d.tool : ""),
-          d.arguments ? [block("arguments", d.arguments)] : [], seq);
-        this.pending.set(kind, li);
+        const li = item("pending " + kind, label + " started", d.arguments ? [block("arguments", d.arguments)] : [], seq);
+        this.pending.set(key, li);
         return this.list.append(li);
       }
       case "run.step.completed": {
-        const title = kind.replace("_", " ") + (d.tool ? ": " + d.tool : "") + (d.step_id ? " " + d.step_id : "");
-        const li = item("done " + kind, title, stepBody(d), seq);
-        const p = this.pending.get(kind);
-        this.pending.delete(kind);
+        const li = item("done " + kind, label, stepBody(d), seq);
+        const p = this.pending.get(key);
+        this.pending.delete(key);
         return p ? p.replaceWith(li) : this.list.append(li);
       }
       case "run.answer.delta":
         this.answer += d.text || "";
         return null;
       case "run.waiting_approval":
-        return this.list.append(item("approval", "Waiting for approval", [block("request", strip(d))], seq));
+        return this.list.append(item("approval-request", "Waiting for approval", [block("request", strip(d))], seq));
       case "run.approved":
       case "run.rejected":
-        return this.list.append(item("approval", name === "run.approved" ? "Approved" : "Rejected",
+        return this.list.append(item("approval-decision " + name.slice(4), name === "run.approved" ? "Approved" : "Rejected",
           [block("decision", strip(d))], seq));
       case "run.completed":
         return this.list.append(item("completed " + (d.status || ""), "Run " + (d.status || "ended"),

@@ -142,5 +142,10 @@ if __name__ == "__main__":
                 print("FAIL " + name)
                 traceback.print_exc(file=sys.stdout)
                 print("".join(d.stderr_lines[-20:]))
+    # The daemon (an ASan build under `make BUILD=build-asan`) must have stopped cleanly.
+    bad = [l for l in d.stderr_lines if "Sanitizer" in l or "runtime error" in l]
+    if bad:
+        failed += 1
+        print("FAIL daemon reported sanitizer errors:\n" + "".join(bad[:20]))
     print("%d passed, %d failed%s" % (passed, failed, ", %d skipped" % len(skipped) if skipped else ""))
     raise SystemExit(1 if failed else 0)

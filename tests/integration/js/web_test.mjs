@@ -230,6 +230,65 @@ await check("runs: the list and the run's trace with its steps", async () => {
   await shot(page, "06-run-trace");
 });
 
+const WORKFLOW = {
+  name: "publish-check",
+  steps: [
+    { id: "ask", type: "approval", message: "Publish '{{input}}'?", next: "done" },
+    { id: "done", type: "answer", text: "published: {{input}}" },
+  ],
+};
+
+async function rest(method, path, body) {
+  const res = await fetch(URL_ + path, { method, headers: { Authorization: "Bearer " + KEY, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body) });
+  const js = await res.json();
+  assert(res.ok, method + " " + path + " -> " + res.status + " " + JSON.stringify(js));
+  return js;
+}
+
+async function waitingRun(input) {
+  const run = await rest("POST", "/v1/workflows/publish-check/runs", { input });
+  for (let i = 0; i < 200; i++) {
+    const r = await rest("GET", "/v1/runs/" + run.id);
+    if (r.status === "waiting_approval") return run.id;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  throw new Error("run " + run.id + " never waited for approval");
+}
+
+await check("runs: approve a waiting run and watch it finish live; cancel another", async () => {
+  await rest("POST", "/v1/workflows", WORKFLOW);
+  const id = await waitingRun("urgent memo");
+  await page.selectOption("#runs-status", "waiting_approval");
+  await page.click("#runs-filter button[type=submit]");
+  const row = page.locator(`#runs-table tbody tr[data-run="${id}"]`);
+  await row.waitFor();
+  await row.click();
+  await page.locator("#trace-id", { hasText: id }).waitFor();
+  await page.locator("#trace-approval-text", { hasText: "Publish 'urgent memo'?" }).waitFor();
+  await page.locator("#trace-timeline li.step.approval-request", { hasText: "Waiting for approval" }).waitFor();
+  assert(await page.locator("#trace-live").isVisible(), "the trace is not live while the run waits");
+  await shot(page, "06b-run-waiting-approval");
+  await page.click("#trace-approve");
+  await page.locator("#trace-timeline li.step.approval-decision.approved", { hasText: "Approved" }).waitFor();
+  await page.locator("#trace-timeline li.step.completed.succeeded").waitFor();
+  await page.locator("#trace-status", { hasText: "succeeded" }).waitFor();
+  await page.locator("#trace-summary dd", { hasText: "published: urgent memo" }).waitFor();
+  await page.locator("#trace-audit li.audit.approval").first().waitFor();
+  assert(await page.locator("#trace-approval").isHidden(), "approval panel still shown");
+
+  const other = await waitingRun("urgent second memo");
+  await page.click("#runs-filter button[type=submit]");
+  await page.locator(`#runs-table tbody tr[data-run="${other}"]`).click();
+  await page.locator("#trace-id", { hasText: other }).waitFor();
+  await page.locator("#trace-cancel").waitFor({ state: "visible" });
+  await page.click("#trace-cancel");
+  await page.locator("#trace-status", { hasText: "cancelled" }).waitFor();
+  await page.locator("#trace-live").waitFor({ state: "hidden" });
+  await page.selectOption("#runs-status", "");
+  await page.click("#runs-filter button[type=submit]");
+});
+
 await check("audit: records, chain verification and export", async () => {
   await page.click("nav [data-page=audit]");
   await page.locator("#audit-table tbody tr").first().waitFor();
