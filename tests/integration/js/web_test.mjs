@@ -289,6 +289,27 @@ await check("runs: approve a waiting run and watch it finish live; cancel anothe
   await page.click("#runs-filter button[type=submit]");
 });
 
+await check("a policy refusal shows in the run's trace with its rule id", async () => {
+  const before = await rest("GET", "/v1/policies");
+  const res = await fetch(URL_ + "/v1/policies", { method: "PUT", headers: { Authorization: "Bearer " + KEY },
+    body: before.text + "\n[deny no_xyzzy]\npattern = xyzzy\n" });
+  assert(res.ok, "PUT /v1/policies -> " + res.status + " " + (await res.text()));
+  try {
+    await page.click("nav [data-page=ask]");
+    await page.locator("#ask-collections input[value=handbook]").waitFor();
+    await page.fill("#ask-input", "Tell me about xyzzy");
+    await page.click("#ask-submit");
+    await page.locator("#ask-status", { hasText: "failed" }).waitFor();
+    assert((await page.textContent("#ask-answer")).includes("deny.no_xyzzy"), "refusal not shown");
+    await page.click("#ask-run-link");
+    await page.locator("#trace-audit li.audit.policy", { hasText: "deny.no_xyzzy" }).waitFor();
+    await page.locator("#trace-timeline li.step.completed.failed").waitFor();
+    await shot(page, "06c-run-policy-refusal");
+  } finally {
+    await fetch(URL_ + "/v1/policies", { method: "PUT", headers: { Authorization: "Bearer " + KEY }, body: before.text });
+  }
+});
+
 await check("audit: records, chain verification and export", async () => {
   await page.click("nav [data-page=audit]");
   await page.locator("#audit-table tbody tr").first().waitFor();
