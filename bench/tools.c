@@ -34,9 +34,12 @@ int main(int argc, char **argv)
 {
 	ag_alloc_init();
 	ag_log_set_level(AG_LOG_WARN);
-	int n = argc > 1 ? atoi(argv[1]) : 1000; /* bench input, not library code */
-	if (n < 10)
-		n = 10;
+	long long n_arg = 1000;
+	if (argc > 1 && ag_parse_long(argv[1], 10, 1000000, &n_arg)) {
+		fprintf(stderr, "usage: tools [N >= 10]: %s\n", ag_error_last());
+		return 2;
+	}
+	int n = (int)n_arg;
 	double *ms = calloc((size_t)n, sizeof *ms);
 	if (!ms)
 		return 1;

@@ -346,8 +346,10 @@ int dec_round_places(dec_ctx *c, dec *x, int64_t places, dec_round mode)
 		if (!one)
 			return oom();
 		one[0] = 1;
-		*x = up ? (dec){.neg = neg, .exp = -places, .n = 1, .d = one, .inexact = inexact}
-			: (dec){.inexact = inexact};
+		if (up)
+			*x = (dec){.neg = neg, .exp = -places, .n = 1, .d = one, .inexact = inexact};
+		else
+			*x = (dec){.inexact = inexact};
 		return 0;
 	}
 	return drop_digits(c, x, (size_t)drop, mode);
@@ -441,7 +443,10 @@ int dec_pow(dec_ctx *c, dec *out, const dec *x, const dec *y, int precision)
 	if (x->n == 0) {
 		if (negative && n)
 			return ag_error_set(AG_EINVAL, "division by zero (0 to a negative power)");
-		*out = n ? (dec){.inexact = result.inexact} : result;
+		if (n)
+			*out = (dec){.inexact = result.inexact}; /* 0^n = 0 */
+		else
+			*out = result; /* 0^0 = 1 */
 		return 0;
 	}
 	if ((x->n - 1) * (uint64_t)n > DEC_MAX_DIGITS)
