@@ -532,12 +532,12 @@ static json_t *parse_or_null(const unsigned char *text)
 	return v;
 }
 
-int agentd_runs_get(sqlite3 *db, const char *tenant, const char *id, json_t **out)
+/* Prepares sql (which selects from runs WHERE id = ?1 AND tenant = ?2) and steps to the run's
+ * row: 0 with *out on it (finalize it), AG_ENOTFOUND for no such run of this tenant. */
+static int select_run(sqlite3 *db, const char *sql, const char *tenant, const char *id, sqlite3_stmt **out)
 {
 	sqlite3_stmt *st;
-	int rc = ag_db_prepare(db, &st,
-			       "SELECT id, user, kind, status, request, result, error, approval, created_at, "
-			       "updated_at, finished_at, last_event FROM runs WHERE id = ? AND tenant = ?");
+	int rc = ag_db_prepare(db, &st, sql);
 	if (rc)
 		return rc;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -545,9 +545,19 @@ int agentd_runs_get(sqlite3 *db, const char *tenant, const char *id, json_t **ou
 	int s = sqlite3_step(st);
 	if (s != SQLITE_ROW) {
 		sqlite3_finalize(st);
-		return s == SQLITE_DONE ? ag_error_set(AG_ENOTFOUND, "no run '%s'", id)
-					: ag_db_error(db, s, "run");
+		return s == SQLITE_DONE ? ag_error_set(AG_ENOTFOUND, "no run '%s'", id) : ag_db_error(db, s, "run");
 	}
+	*out = st;
+	return 0;
+}
+
+int agentd_runs_get(sqlite3 *db, const char *tenant, const char *id, json_t **out)
+{
+	sqlite3_stmt *st;
+	int rc = select_run(db, "SELECT id, user, kind, status, request, result, error, approval, created_at, "
+			       "updated_at, finished_at, last_event FROM runs WHERE id = ? AND tenant = ?", tenant, id, &st);
+	if (rc)
+		return rc;
 	json_t *request = parse_or_null(sqlite3_column_text(st, 4));
 	json_t *result = parse_or_null(sqlite3_column_text(st, 5));
 	json_t *v = json_pack(
@@ -659,17 +669,9 @@ int agentd_runs_events(sqlite3 *db, const char *tenant, const char *id, int64_t 
 		       bool *finished)
 {
 	sqlite3_stmt *st;
-	int rc = ag_db_prepare(db, &st, "SELECT status, last_event FROM runs WHERE id = ? AND tenant = ?");
+	int rc = select_run(db, "SELECT status, last_event FROM runs WHERE id = ? AND tenant = ?", tenant, id, &st);
 	if (rc)
 		return rc;
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (s != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return s == SQLITE_DONE ? ag_error_set(AG_ENOTFOUND, "no run '%s'", id)
-					: ag_db_error(db, s, "run");
-	}
 	bool final = is_final((const char *)sqlite3_column_text(st, 0));
 	int64_t last = sqlite3_column_int64(st, 1);
 	sqlite3_finalize(st);

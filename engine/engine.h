@@ -359,7 +359,9 @@ uint32_t engine_model_layer_kv_heads(const engine_model *m, uint32_t layer); /* 
 /* The vocabulary from the file's tokenizer.ggml.* keys (borrowed; valid while m lives),
  * ready for engine_tokenizer_create. */
 const engine_vocab_desc *engine_model_vocab(const engine_model *m);
-/* sha256 of the file's header and metadata (see engine_gguf_identity). */
+/* The model's identity: sha256 of the file's header and metadata (engine_gguf_identity)
+ * and of the first and last 64 bytes of every tensor, so same-shaped files with other
+ * weights differ too. Saved states carry it. */
 const uint8_t *engine_model_identity(const engine_model *m);
 /* Worker threads for the fast pass (1..64; default 1). Also sets OpenBLAS's. */
 int engine_set_threads(engine_model *m, int n);

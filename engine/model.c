@@ -7,6 +7,7 @@
  * metadata for engine_tokenizer_create. Big matrices stay in the mapping.
  */
 #include <stdio.h>
+#include <sodium.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -406,6 +407,27 @@ static int bind_all(engine_model *m)
 	return 0;
 }
 
+/* The identity saved states are tagged with: the hash of the header and metadata
+ * (engine_gguf_identity) extended with a sample of every tensor's bytes (its first and
+ * last 64), so two files that differ only in their weights (two fine-tunes of one
+ * shape) never accept each other's states. Reading 128 bytes a tensor costs nothing. */
+static void model_identity(engine_model *m)
+{
+	uint8_t head[32];
+	engine_gguf_identity(m->gguf, head);
+	crypto_hash_sha256_state st;
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, head, sizeof head);
+	size_t n = engine_gguf_n_tensors(m->gguf);
+	for (size_t i = 0; i < n; i++) {
+		const engine_gguf_tensor *t = engine_gguf_tensor_at(m->gguf, i);
+		size_t k = t->n_bytes < 64 ? (size_t)t->n_bytes : 64;
+		crypto_hash_sha256_update(&st, t->data, k);
+		crypto_hash_sha256_update(&st, (const uint8_t *)t->data + t->n_bytes - k, k);
+	}
+	crypto_hash_sha256_final(&st, m->identity);
+}
+
 int engine_model_load(engine_model **out, const char *path)
 {
 	*out = NULL;
@@ -426,7 +448,7 @@ int engine_model_load(engine_model **out, const char *path)
 		engine_model_free(m);
 		return rc;
 	}
-	engine_gguf_identity(m->gguf, m->identity);
+	model_identity(m);
 	*out = m;
 	return 0;
 }
