@@ -61,7 +61,7 @@ async function loadDocs() {
   const js = await api("GET", "/v1/documents?collection=" + encodeURIComponent(current));
   for (const d of js.documents) {
     tbody.append(el("tr", { dataset: { doc: d.id } },
-      el("td", {}, el("button", { type: "button", class: "linkish", onclick: () => guarded(openDocument)(d.id) }, d.title || d.id)),
+      el("td", {}, el("button", { type: "button", class: "linkish", title: d.source, onclick: () => guarded(openDocument)(d.id) }, d.title || d.id)),
       el("td", {}, d.format), el("td", {}, d.chunks), el("td", {}, d.text_bytes), el("td", {}, fmtTime(d.created)),
       el("td", {}, el("button", { type: "button", class: "danger small", onclick: () => guarded(remove)(d) }, "Delete"))));
   }

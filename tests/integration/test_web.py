@@ -107,9 +107,20 @@ def test_browser(d):
             or not shutil.which("node"):
         d.skipped = "chromium, node or playwright-core is not installed (run scripts/deps.sh and npm ci)"
         return
-    env = dict(os.environ, AGENTD_URL=d.url, AGENTD_KEY=d.admin_key, OUT_DIR=out_dir, CHROMIUM=chromium)
-    p = subprocess.run(["node", os.path.join(JS, "web_test.mjs")], cwd=JS, env=env, capture_output=True,
-                       text=True, timeout=300)
+    repo = tempfile.mkdtemp(prefix="agentd-web-git-")
+    try:
+        git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+        subprocess.run(["git", "init", "-q", repo], check=True)
+        with open(os.path.join(repo, "TRAVEL.md"), "w") as f:
+            f.write("# Travel\n\nTrains are preferred over flights for trips under 500 km.\n")
+        subprocess.run(git + ["add", "."], check=True)
+        subprocess.run(git + ["commit", "-q", "-m", "travel policy"], check=True)
+        env = dict(os.environ, AGENTD_URL=d.url, AGENTD_KEY=d.admin_key, OUT_DIR=out_dir, CHROMIUM=chromium,
+                   GIT_REPO=repo)
+        p = subprocess.run(["node", os.path.join(JS, "web_test.mjs")], cwd=JS, env=env, capture_output=True,
+                           text=True, timeout=300)
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
     sys.stdout.write(p.stdout)
     sys.stdout.write(p.stderr[-3000:])
     lines = p.stdout.strip().splitlines()

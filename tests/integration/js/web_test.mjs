@@ -131,6 +131,11 @@ await check("create collections and upload a document by drag and drop", async (
   await page.dispatchEvent("#dropzone", "drop", { dataTransfer: dt });
   await page.locator("#doc-table tbody tr", { hasText: "leave-policy.txt" }).waitFor();
   await page.locator("#upload-log .ok", { hasText: "leave-policy.txt" }).waitFor();
+  // A git repository on the server's disk (test_web.py made it; admins may ingest by path).
+  await page.fill("#git-url", process.env.GIT_REPO);
+  await page.click("#git-form button[type=submit]");
+  await page.locator("#git-result", { hasText: "1 files, 1 added" }).waitFor();
+  await page.locator("#doc-table tbody tr", { hasText: "markdown" }).filter({ hasText: "Travel" }).waitFor();
   await shot(page, "02-documents");
 });
 
