@@ -3,12 +3,15 @@ no way out of web_root, the install-directory fallback, and the browser test
 (tests/integration/js/web_test.mjs in headless Chromium) against agentd with
 --remote pointed at the scripted model of fake_openai.py. Screenshots go to
 $BUILD/test-output/web/."""
+import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import fake_openai
 import harness
@@ -99,6 +102,16 @@ def test_install_dir_fallback_and_disabled_console(d):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def memory_export(payload, tokens, model="model-web"):
+    """A memory export in memory_export's documented layout, so the browser has memory to reset."""
+    crc = zlib.crc32(payload) & 0xffffffff
+    blob = b"AGMS" + struct.pack("<IQI", 1, len(payload), crc) + zlib.compress(payload, 1)
+    mid = model.encode()
+    body = (b"AGMX" + struct.pack("<II", 1, len(mid)) + mid +
+            struct.pack("<qQQ", tokens, len(payload), len(blob)) + blob)
+    return body + hashlib.sha256(body).digest()
+
+
 def test_browser(d):
     out_dir = os.path.join(harness.AGENTD_SRC, os.environ.get("BUILD", "build"), "test-output", "web")
     os.makedirs(out_dir, exist_ok=True)
@@ -107,6 +120,9 @@ def test_browser(d):
             or not shutil.which("node"):
         d.skipped = "chromium, node or playwright-core is not installed (run scripts/deps.sh and npm ci)"
         return
+    st, _, body, js = d.request("PUT", "/v1/memory/import", body=memory_export(bytes(range(256)) * 40, 321),
+                                key=d.admin_key, headers={"Content-Type": "application/octet-stream"})
+    assert st == 200 and js["tokens"] == 321, body
     repo = tempfile.mkdtemp(prefix="agentd-web-git-")
     try:
         git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid"]

@@ -338,10 +338,16 @@ await check("audit: records, chain verification and export", async () => {
 
 await check("memory: size shown and reset", async () => {
   await page.click("nav [data-page=memory]");
-  await page.locator("#memory-info dt", { hasText: "tokens remembered" }).waitFor();
-  await page.click("#memory-reset");
-  await page.locator("#memory-result", { hasText: /reset/ }).waitFor();
+  // test_web.py gave the admin 321 tokens of memory (model-web) to reset.
+  const tokens = page.locator("#memory-info dt:text-is('tokens remembered') + dd");
+  await page.locator("#memory-info dd", { hasText: "model-web" }).waitFor();
+  assert((await tokens.textContent()) === "321", "tokens before reset: " + (await tokens.textContent()));
   await shot(page, "08-memory");
+  await page.click("#memory-reset");
+  await page.locator("#memory-result", { hasText: "Memory reset." }).waitFor();
+  await page.locator("#memory-info dd", { hasText: "never" }).waitFor();
+  assert((await tokens.textContent()) === "0", "tokens after reset: " + (await tokens.textContent()));
+  await shot(page, "09-memory-reset");
 });
 
 await check("sign out forgets the key", async () => {
