@@ -72,3 +72,9 @@ int retrieval_migrate(sqlite3 *db)
 					     sizeof retrieval_sql / sizeof retrieval_sql[0]};
 	return ag_db_migrate(db, &set);
 }
+
+int retrieval_optimize(sqlite3 *db)
+{
+	int rc = ag_db_exec(db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')");
+	return rc ? ag_error_wrap(rc, "optimising the search index") : 0;
+}

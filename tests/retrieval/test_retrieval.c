@@ -449,6 +449,14 @@ static void test_filters(void **state)
 	q.text = "x";
 	q.k = 1000;
 	assert_int_equal(retrieval_search(&h, db, &acme_viewer, &q), AG_EINVAL);
+	/* Merging the index changes no result. */
+	assert_int_equal(retrieval_optimize(db), 0);
+	assert_int_equal(ag_db_exec(db, "INSERT INTO chunks_fts(chunks_fts) VALUES ('integrity-check')"), 0);
+	q.text = "lighthouse harbour";
+	q.k = 0;
+	assert_int_equal(retrieval_search(&h, db, &acme_viewer, &q), 0);
+	assert_int_equal(h->count, 2);
+	retrieval_hits_free(h);
 }
 
 static void test_chunk_budget_and_overlap(void **state)
