@@ -25,6 +25,12 @@ export function initDocs() {
       dz.classList.add("over");
     });
   dz.addEventListener("dragleave", () => dz.classList.remove("over"));
+  dz.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      $("doc-file").click();
+    }
+  });
   dz.addEventListener("drop", (e) => {
     e.preventDefault();
     dz.classList.remove("over");

@@ -5,6 +5,7 @@ import { api, streamEvents, $, clear, el, fmtTime, fmtDuration, guarded, toast }
 import { Timeline, auditItem } from "./timeline.js";
 
 const STEP_KINDS = new Set(["request", "run", "retrieval", "model_call", "tool_call", "validation", "answer"]);
+const TERMINAL = new Set(["succeeded", "failed", "cancelled", "rejected"]);
 let traceAbort = null;
 let currentRun = null;
 let generation = 0; // a newer list load makes the replies of older ones stale
@@ -116,22 +117,36 @@ export async function openRun(id) {
   const ctl = new AbortController();
   traceAbort = ctl;
   $("trace-live").hidden = false;
-  try {
-    await streamEvents("GET", "/v1/runs/" + encodeURIComponent(id) + "/events", {
-      signal: ctl.signal,
-      onEvent: (name, data) => {
-        timeline.add(name, data);
-        if (name !== "run.answer.delta" && name !== "run.step.started") guarded(refreshRun)(id);
-        if (name === "run.waiting_approval" || name === "run.approved" || name === "run.rejected") loadAudit(id);
-      },
-    });
-  } catch (e) {
-    if (e.name !== "AbortError") toast(e.message, true);
-  } finally {
-    if (traceAbort === ctl) {
-      $("trace-live").hidden = true;
-      traceAbort = null;
+  // The stream ends when the run does. If it breaks first (network, daemon
+  // restart), resume after the last event seen, as Last-Event-ID allows.
+  let lastId = 0;
+  for (let attempt = 0; attempt < 30 && !ctl.signal.aborted; attempt++) {
+    try {
+      await streamEvents("GET", "/v1/runs/" + encodeURIComponent(id) + "/events", {
+        signal: ctl.signal,
+        lastEventId: lastId,
+        onEvent: (name, data, evId) => {
+          if (evId) lastId = Number(evId);
+          timeline.add(name, data);
+          if (name !== "run.answer.delta" && name !== "run.step.started") guarded(refreshRun)(id);
+          if (name === "run.waiting_approval" || name === "run.approved" || name === "run.rejected") loadAudit(id);
+        },
+      });
+    } catch (e) {
+      if (e.name === "AbortError") break;
+      if (e.status) {
+        toast(e.message, true); // the server said no: retrying will not help
+        break;
+      }
     }
+    if (ctl.signal.aborted) break;
+    const run = await refreshRun(id).catch(() => null);
+    if (run && TERMINAL.has(run.status)) break;
+    await new Promise((ok) => setTimeout(ok, 1000));
+  }
+  if (traceAbort === ctl) {
+    $("trace-live").hidden = true;
+    traceAbort = null;
   }
   if (currentRun === id) {
     await refreshRun(id);

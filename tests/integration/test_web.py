@@ -113,7 +113,8 @@ def memory_export(payload, tokens, model="model-web"):
 
 
 def test_browser(d):
-    out_dir = os.path.join(harness.AGENTD_SRC, os.environ.get("BUILD", "build"), "test-output", "web")
+    build = os.environ.get("AGENTD_BUILD") or os.path.join(harness.AGENTD_SRC, os.environ.get("BUILD", "build"))
+    out_dir = os.path.join(build, "test-output", "web")
     os.makedirs(out_dir, exist_ok=True)
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not os.path.exists(chromium) or not os.path.isdir(os.path.join(JS, "node_modules", "playwright-core")) \
