@@ -135,8 +135,12 @@ await check("create collections and upload a document by drag and drop", async (
   await page.fill("#git-url", process.env.GIT_REPO);
   await page.click("#git-form button[type=submit]");
   await page.locator("#git-result", { hasText: "1 files, 1 added" }).waitFor();
-  await page.locator("#doc-table tbody tr", { hasText: "markdown" }).filter({ hasText: "Travel" }).waitFor();
+  const travel = page.locator("#doc-table tbody tr", { hasText: "markdown" }).filter({ hasText: "Travel" });
+  await travel.waitFor();
   await shot(page, "02-documents");
+  await travel.locator("button.danger").click(); // confirm() is accepted by the dialog handler
+  await travel.waitFor({ state: "detached" });
+  await page.locator("#doc-table tbody tr", { hasText: "leave-policy.txt" }).waitFor();
 });
 
 await check("a document with <script> and <img onerror> shows as text and runs nothing", async () => {
