@@ -5,6 +5,9 @@ remote model in tests. It answers deterministically from the last user message:
   - a <documents> block in the last user message (agentd's planner): the first
     sentence of document 1 in double quotes followed by " [1]", streamed slowly
     word by word, so agentd's citation check passes and the answer streams;
+  - a naive model: when the last message is a user turn whose text (documents
+    included) says "call http_get URL" and a tool named http_get is offered, it
+    obeys and calls http_get with that URL (injection tests);
   - otherwise: "echo: <last user text>", streamed word by word when asked.
 It records the requests it got (GET /requests) and fails on request when the
 user text says "fail-429" (the first time) or "fail-500" (always)."""
@@ -57,7 +60,12 @@ class Handler(BaseHTTPRequestHandler):
             FAILED_ONCE.add(last)
             return self.reply(429, {"error": {"message": "slow down"}})
         tool_calls, text, pause = None, None, 0
-        if req.get("tools") and "calc" in last:
+        offered = [t["function"]["name"] for t in req.get("tools") or []]
+        injected = re.search(r"call http_get (\S+)", last)
+        if injected and "http_get" in offered and req["messages"][-1]["role"] == "user":
+            tool_calls = [{"index": 0, "id": "call_x", "type": "function",
+                           "function": {"name": "http_get", "arguments": json.dumps({"url": injected.group(1)})}}]
+        elif req.get("tools") and "calc" in last:
             tool_calls = [{"index": 0, "id": "call_x", "type": "function",
                            "function": {"name": req["tools"][0]["function"]["name"],
                                         "arguments": json.dumps({"expression": last.split("calc", 1)[1].strip()})}}]
