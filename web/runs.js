@@ -6,6 +6,7 @@ import { Timeline, auditItem } from "./timeline.js";
 
 const STEP_KINDS = new Set(["request", "run", "retrieval", "model_call", "tool_call", "validation", "answer"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "rejected"]);
+const STATE_EVENTS = new Set(["run.waiting_approval", "run.approved", "run.rejected", "run.completed"]);
 let traceAbort = null;
 let currentRun = null;
 let generation = 0; // a newer list load makes the replies of older ones stale
@@ -128,8 +129,11 @@ export async function openRun(id) {
         onEvent: (name, data, evId) => {
           if (evId) lastId = Number(evId);
           timeline.add(name, data);
-          if (name !== "run.answer.delta" && name !== "run.step.started") guarded(refreshRun)(id);
-          if (name === "run.waiting_approval" || name === "run.approved" || name === "run.rejected") loadAudit(id);
+          // Re-read the run (each read is an audited request) only when its state changes.
+          if (STATE_EVENTS.has(name)) {
+            guarded(refreshRun)(id);
+            loadAudit(id);
+          }
         },
       });
     } catch (e) {
