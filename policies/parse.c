@@ -392,6 +392,11 @@ static void finish_rule(parser *ps)
 	r->code = pcre2_compile((PCRE2_SPTR)r->pattern, PCRE2_ZERO_TERMINATED, opts, &err, &off, cc);
 	pcre2_compile_context_free(cc);
 	if (!r->code) {
+		/* An allocation that failed inside PCRE2 is not the pattern's fault. */
+		if (err == PCRE2_ERROR_HEAP_FAILED) {
+			ps->oom = true;
+			return;
+		}
 		PCRE2_UCHAR msg[256];
 		if (pcre2_get_error_message(err, msg, sizeof msg) < 0)
 			snprintf((char *)msg, sizeof msg, "error %d", err);
