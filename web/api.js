@@ -114,7 +114,11 @@ export function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith("on") && typeof v === "function") e.addEventListener(k.slice(2), v);
+    if (k.startsWith("on")) {
+      // Handlers are functions only: a string here would be markup-like code from data.
+      if (typeof v !== "function") throw new TypeError("event handler " + k + " must be a function");
+      e.addEventListener(k.slice(2), v);
+    }
     else if (k === "dataset") Object.assign(e.dataset, v);
     else e.setAttribute(k, v === true ? "" : String(v));
   }

@@ -24,7 +24,8 @@ FAILED_ONCE = set()
 
 def first_sentence(user_text):
     """The first sentence of document 1 in a planner prompt, or None."""
-    m = re.search(r'<document id="1"[^>]*>\n(.*?)\n</document>', user_text, re.S)
+    # The opening tag ends at its line's end: a title may itself contain '>'.
+    m = re.search(r'<document id="1"[^\n]*>\n(.*?)\n</document>', user_text, re.S)
     if not m:
         return None
     body = m.group(1).strip()

@@ -44,6 +44,7 @@ async function shot(page, name) {
 
 const POLICY = "Employees get 30 days of paid leave each year. Leave requests go to your manager " +
   "at least two weeks ahead.\n\nUnused days carry over until the end of March.\n";
+const EVIL_NAME = "evil <img src=x onerror='window.__pwned = 3'>.txt";
 const EVIL = "Evil <script>window.__pwned = 1</script> and <img src=x onerror='window.__pwned = 2'> here.\n" +
   "Second line <b>not bold</b>.\n";
 
@@ -146,15 +147,17 @@ await check("create collections and upload a document by drag and drop", async (
 await check("a document with <script> and <img onerror> shows as text and runs nothing", async () => {
   await page.click('#coll-list [data-coll="xss"]');
   await page.locator("#doc-coll-name", { hasText: "xss" }).waitFor();
-  await page.setInputFiles("#doc-file", { name: "evil.txt", mimeType: "text/plain", buffer: Buffer.from(EVIL) });
-  const row = page.locator("#doc-table tbody tr", { hasText: "evil.txt" });
+  // Its name (the document's title) is markup too.
+  await page.setInputFiles("#doc-file", { name: EVIL_NAME, mimeType: "text/plain", buffer: Buffer.from(EVIL) });
+  const row = page.locator("#doc-table tbody tr", { hasText: EVIL_NAME });
   await row.waitFor();
   await row.locator("button.linkish").click();
   await page.locator("#doc-viewer[open]").waitFor();
   const text = await page.textContent("#viewer-text");
   assert(text.includes("<script>window.__pwned = 1</script>"), "script tag not shown as text: " + text);
   assert(text.includes("onerror="), "img tag not shown as text");
-  const els = await page.evaluate(() => document.querySelectorAll("#viewer-text script, #viewer-text img, #viewer-text b").length);
+  assert((await page.textContent("#viewer-title")) === EVIL_NAME, "title not shown as text");
+  const els = await page.evaluate(() => document.querySelectorAll("main img, dialog img, script:not([src]), #viewer-text b").length);
   assert(els === 0, els + " elements made from document text");
   await page.waitForTimeout(300);
   assert(await page.evaluate(() => window.__pwned === undefined), "document script ran");
