@@ -10,6 +10,20 @@
 
 #include "tests/retrieval/helpers.h"
 
+/* Under AddressSanitizer the allocator keeps freed memory in quarantine and RSS says
+ * nothing about our bound, and 100 MB would take minutes: a smaller file checks the
+ * streaming path for memory errors there, and the bound is asserted in normal builds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* Peak resident set size in KiB, from /proc/self/status. */
 static long peak_rss_kib(void)
 {
@@ -35,17 +49,19 @@ static void test_100mb_bounded_memory(void **state)
 	snprintf(path, sizeof path, "%s/big.txt", tmpdir());
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
-	static const char *const words[] = {"ledger", "invoice", "audit", "payment", "vendor", "contract", "budget",
-					    "forecast", "quarter", "revenue", "expense", "margin", "asset", "equity"};
+	static const char *const words[] = {"ledger",   "invoice", "audit",    "payment", "vendor",
+					    "contract", "budget",  "forecast", "quarter", "revenue",
+					    "expense",  "margin",  "asset",    "equity"};
 	uint32_t x = 7;
-	size_t total = 0, target = (size_t)100 << 20;
+	size_t total = 0, target = SANITIZED ? (size_t)8 << 20 : (size_t)100 << 20;
 	long para = 0;
 	while (total < target) {
 		char line[512];
 		size_t n = 0;
 		for (int w = 0; w < 12; w++) {
 			x = x * 1103515245u + 12345u;
-			n += (size_t)snprintf(line + n, sizeof line - n, "%s%u ", words[(x >> 16) % 14], (x >> 8) % 1000);
+			n += (size_t)snprintf(line + n, sizeof line - n, "%s%u ", words[(x >> 16) % 14],
+					      (x >> 8) % 1000);
 		}
 		line[n - 1] = '\n';
 		if (++para % 5 == 0)
@@ -68,11 +84,12 @@ static void test_100mb_bounded_memory(void **state)
 	assert_int_equal(rc, 0);
 	double secs = (double)(ag_monotonic_ns() - t0) / 1e9;
 	long after = peak_rss_kib();
-	printf("100 MB: %lld chunks, %.1f s, peak RSS %ld -> %ld KiB (+%ld KiB)\n", r.chunks, secs, before, after,
-	       after - before);
+	printf("%zu MB: %lld chunks, %.1f s, peak RSS %ld -> %ld KiB (+%ld KiB)\n", target >> 20, r.chunks,
+	       secs, before, after, after - before);
 	assert_true(r.text_bytes > target);
 	/* The file is 100 MiB; the ingestion may not hold more than a small fraction of it. */
-	assert_true(after - before < 40 * 1024);
+	if (!SANITIZED)
+		assert_true(after - before < 40 * 1024);
 	retrieval_query q = {.text = "zanzibar reconciliation"};
 	retrieval_hits *h;
 	assert_int_equal(retrieval_search(&h, db, &acme_viewer, &q), 0);
