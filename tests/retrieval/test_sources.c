@@ -61,14 +61,16 @@ static void write_repo_file(const char *name, const char *text)
 
 static void commit(const char *msg)
 {
-	sh("cd '%s' && git add -A && git -c user.name=t -c user.email=t@example.com commit -q -m '%s'", repo, msg);
+	sh("cd '%s' && git add -A && git -c user.name=t -c user.email=t@example.com commit -q -m '%s'", repo,
+	   msg);
 }
 
 static long long chunk_id_of(const char *source_suffix)
 {
 	char sql[1024];
 	snprintf(sql, sizeof sql,
-		 "SELECT min(c.id) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source LIKE '%%%s'",
+		 "SELECT min(c.id) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.source "
+		 "LIKE '%%%s'",
 		 source_suffix);
 	return count_rows(db, sql);
 }
@@ -140,14 +142,16 @@ static void test_git_reingest_touches_only_changes(void **state)
 	assert_string_equal(h->items[0].commit, first_commit);
 	retrieval_hits_free(h);
 	/* An older ref can be ingested too; a bad ref or path is a clear error. */
-	assert_int_equal(retrieval_ingest_git(&g, db, &acme_analyst, "code", repo, "no-such-ref", 0), AG_ENOTFOUND);
+	assert_int_equal(retrieval_ingest_git(&g, db, &acme_analyst, "code", repo, "no-such-ref", 0),
+			 AG_ENOTFOUND);
 	assert_int_equal(retrieval_ingest_git(&g, db, &acme_analyst, "code", "/nonexistent/repo", NULL, 0),
 			 AG_ENOTFOUND);
 	assert_int_equal(retrieval_ingest_git(&g, db, &acme_viewer, "code", repo, NULL, 0), AG_EDENIED);
 	/* A file:// URL goes through a clone (into another collection: in this one the same
 	 * contents are already stored, and dedup would store them once). */
 	retrieval_collection *c;
-	assert_int_equal(retrieval_collection_create(&c, db, &acme_admin, "mirror", NULL, NULL, 0, NULL, 0), 0);
+	assert_int_equal(retrieval_collection_create(&c, db, &acme_admin, "mirror", NULL, NULL, 0, NULL, 0),
+			 0);
 	retrieval_collection_free(c);
 	char url[8192];
 	snprintf(url, sizeof url, "file://%s", repo);
@@ -205,11 +209,11 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
 static void test_url(void **state)
 {
 	(void)state;
-	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-						serve, NULL, MHD_OPTION_SOCK_ADDR,
-						&(struct sockaddr_in){.sin_family = AF_INET,
-								      .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
-						MHD_OPTION_END);
+	struct MHD_Daemon *d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, serve, NULL,
+		MHD_OPTION_SOCK_ADDR,
+		&(struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)},
+		MHD_OPTION_END);
 	assert_non_null(d);
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	unsigned port = info->port;
@@ -244,7 +248,8 @@ static void test_url(void **state)
 	assert_true(r.unchanged); /* the same bytes as doc.txt */
 	snprintf(url, sizeof url, "http://127.0.0.1:%u/loop", port);
 	assert_int_equal(retrieval_ingest_url(&r, db, &acme_analyst, &o, url, 10, 3), AG_ELIMIT);
-	assert_int_equal(retrieval_ingest_url(&r, db, &acme_analyst, &o, "file:///etc/passwd", 10, 3), AG_EINVAL);
+	assert_int_equal(retrieval_ingest_url(&r, db, &acme_analyst, &o, "file:///etc/passwd", 10, 3),
+			 AG_EINVAL);
 	MHD_stop_daemon(d);
 }
 
