@@ -10,6 +10,7 @@
 #include "agentd/daemon.h"
 #include "agentd/policy_store.h"
 #include "agentd/services.h"
+#include "retrieval/retrieval.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -128,6 +129,7 @@ int agentd_cmd_serve(int argc, char **argv)
 	if ((rc = agentd_config_get_long(cfg, "audit_retention_days", 0, 36500, &retention_days)))
 		goto fail;
 	int64_t next_retention = 0;
+	int64_t next_optimize = ag_now_ms() + 10 * 60 * 1000;
 	for (;;) {
 		/* Wake once a minute for housekeeping; signals end the wait at once. */
 		struct timespec tick = {60, 0};
@@ -144,6 +146,13 @@ int agentd_cmd_serve(int argc, char **argv)
 						(long long)archived, file);
 				ag_free(file);
 				next_retention = ag_now_ms() + 3600 * 1000;
+			}
+			if (ag_now_ms() >= next_optimize) {
+				/* Documents attached one by one leave the FTS index in segments; merge them
+				 * now and then so searches stay fast. */
+				if (retrieval_optimize(db))
+					ag_warn("search index merge: %s", ag_error_last());
+				next_optimize = ag_now_ms() + 3600 * 1000;
 			}
 			continue;
 		}
