@@ -545,7 +545,8 @@ static int select_run(sqlite3 *db, const char *sql, const char *tenant, const ch
 	int s = sqlite3_step(st);
 	if (s != SQLITE_ROW) {
 		sqlite3_finalize(st);
-		return s == SQLITE_DONE ? ag_error_set(AG_ENOTFOUND, "no run '%s'", id) : ag_db_error(db, s, "run");
+		return s == SQLITE_DONE ? ag_error_set(AG_ENOTFOUND, "no run '%s'", id)
+					: ag_db_error(db, s, "run");
 	}
 	*out = st;
 	return 0;
@@ -554,8 +555,10 @@ static int select_run(sqlite3 *db, const char *sql, const char *tenant, const ch
 int agentd_runs_get(sqlite3 *db, const char *tenant, const char *id, json_t **out)
 {
 	sqlite3_stmt *st;
-	int rc = select_run(db, "SELECT id, user, kind, status, request, result, error, approval, created_at, "
-			       "updated_at, finished_at, last_event FROM runs WHERE id = ? AND tenant = ?", tenant, id, &st);
+	int rc = select_run(db,
+			    "SELECT id, user, kind, status, request, result, error, approval, created_at, "
+			    "updated_at, finished_at, last_event FROM runs WHERE id = ? AND tenant = ?",
+			    tenant, id, &st);
 	if (rc)
 		return rc;
 	json_t *request = parse_or_null(sqlite3_column_text(st, 4));
@@ -669,7 +672,8 @@ int agentd_runs_events(sqlite3 *db, const char *tenant, const char *id, int64_t 
 		       bool *finished)
 {
 	sqlite3_stmt *st;
-	int rc = select_run(db, "SELECT status, last_event FROM runs WHERE id = ? AND tenant = ?", tenant, id, &st);
+	int rc = select_run(db, "SELECT status, last_event FROM runs WHERE id = ? AND tenant = ?", tenant, id,
+			    &st);
 	if (rc)
 		return rc;
 	bool final = is_final((const char *)sqlite3_column_text(st, 0));

@@ -69,7 +69,8 @@ int main(int argc, char **argv)
 	engine_model *m = engine_local_model(l);
 	const engine_config *cfg = engine_model_config(m);
 	printf("model: %llu parameters, %u layers (%u Mamba, %u attention), d_model %u, %ld threads\n",
-	       (unsigned long long)cfg->n_params, cfg->n_layer, cfg->n_mamba, cfg->n_attention, cfg->n_embd, threads);
+	       (unsigned long long)cfg->n_params, cfg->n_layer, cfg->n_mamba, cfg->n_attention, cfg->n_embd,
+	       threads);
 	remove(db_path);
 	sqlite3 *db;
 	if (ag_db_open(&db, db_path) || memory_migrate(db)) {
@@ -78,8 +79,8 @@ int main(int argc, char **argv)
 	}
 	char model_id[MEMORY_MODEL_ID_MAX + 1];
 	memory_model_id(l, model_id);
-	printf("%8s %12s %12s %12s %12s %12s %9s\n", "history", "prefill_s", "resume_s", "speedup", "state_bytes",
-	       "stored_bytes", "tok_bytes");
+	printf("%8s %12s %12s %12s %12s %12s %9s\n", "history", "prefill_s", "resume_s", "speedup",
+	       "state_bytes", "stored_bytes", "tok_bytes");
 	char buf[256];
 	snprintf(buf, sizeof buf, "%s", history);
 	uint64_t seed = 7;
@@ -130,8 +131,9 @@ int main(int argc, char **argv)
 			ag_free(b2);
 			engine_state_free(r);
 		}
-		printf("%8ld %12.3f %12.4f %11.0fx %12lld %12lld %9ld\n", n, prefill_s, resume_s, prefill_s / resume_s,
-		       (long long)info.state_bytes, (long long)info.stored_bytes, (long)(n * 4));
+		printf("%8ld %12.3f %12.4f %11.0fx %12lld %12lld %9ld\n", n, prefill_s, resume_s,
+		       prefill_s / resume_s, (long long)info.state_bytes, (long long)info.stored_bytes,
+		       (long)(n * 4));
 		fflush(stdout);
 		engine_state_free(s);
 		free(ids);

@@ -314,15 +314,15 @@ int engine_gguf_writer_save(engine_gguf_writer *w, const char *path);
 
 /* Shape of a random-weight Jamba model (engine_jamba_random_init gives a tiny default). */
 typedef struct engine_jamba_random {
-	uint32_t n_vocab;                     /* >= 300: specials, 256 bytes, ChatML tokens, pieces */
+	uint32_t n_vocab; /* >= 300: specials, 256 bytes, ChatML tokens, pieces */
 	uint32_t n_embd, n_layer, n_ff;
-	uint32_t n_head, n_head_kv;           /* head_dim = n_embd / n_head */
-	uint32_t attn_period, attn_offset;    /* layer i is attention iff i % period == offset */
-	uint32_t n_expert, n_expert_used;     /* n_expert <= 1: dense MLPs only */
+	uint32_t n_head, n_head_kv;        /* head_dim = n_embd / n_head */
+	uint32_t attn_period, attn_offset; /* layer i is attention iff i % period == offset */
+	uint32_t n_expert, n_expert_used;  /* n_expert <= 1: dense MLPs only */
 	uint32_t expert_period, expert_offset;
 	uint32_t d_state, d_conv, expand, dt_rank; /* dt_rank 0: ceil(n_embd / 16) */
-	uint32_t weight_type;                 /* ENGINE_TYPE_* of the matrices */
-	bool tied;                            /* no output.weight: logits use token_embd */
+	uint32_t weight_type;                      /* ENGINE_TYPE_* of the matrices */
+	bool tied;                                 /* no output.weight: logits use token_embd */
 	uint64_t seed;
 } engine_jamba_random;
 
@@ -340,7 +340,7 @@ typedef enum engine_layer_kind { ENGINE_LAYER_MAMBA = 0, ENGINE_LAYER_ATTENTION 
 
 typedef struct engine_config {
 	uint32_t n_vocab, n_embd, n_layer, n_ff, n_ctx_train;
-	uint32_t n_head, head_dim;            /* attention layers */
+	uint32_t n_head, head_dim; /* attention layers */
 	uint32_t n_expert, n_expert_used;
 	uint32_t d_inner, d_state, d_conv, dt_rank;
 	float rms_eps;
@@ -423,9 +423,9 @@ typedef struct engine_chat_request {
 } engine_chat_request;
 
 typedef struct engine_chat_response {
-		char *content;        /* the answer (reasoning removed); never NULL after success */
-	char *reasoning;      /* the <think> text, or NULL */
-	json_t *tool_calls;   /* [{"name", "arguments": {...}}] or NULL */
+	char *content;      /* the answer (reasoning removed); never NULL after success */
+	char *reasoning;    /* the <think> text, or NULL */
+	json_t *tool_calls; /* [{"name", "arguments": {...}}] or NULL */
 	long prompt_tokens;
 	long completion_tokens;
 	char finish_reason[16]; /* "stop", "length", "tool_calls", "cancelled" */
@@ -436,9 +436,9 @@ void engine_chat_response_clear(engine_chat_response *r);
 typedef struct engine_remote engine_remote;
 
 typedef struct engine_remote_config {
-	const char *url;      /* base URL; "/v1/chat/completions" is appended unless already there */
-	const char *model;    /* the model name sent with each request */
-	const char *api_key;  /* sent as a Bearer token; NULL for none. Never logged. */
+	const char *url;        /* base URL; "/v1/chat/completions" is appended unless already there */
+	const char *model;      /* the model name sent with each request */
+	const char *api_key;    /* sent as a Bearer token; NULL for none. Never logged. */
 	long connect_timeout_s; /* 0: 10 s */
 	long timeout_s;         /* whole request; 0: 600 s */
 	int max_retries;        /* on 429 and 5xx before any text was received; 0: 3 */

@@ -374,7 +374,7 @@ int retrieval_search(retrieval_hits **out, sqlite3 *db, const retrieval_principa
 	 * ranking every chunk that holds a common word is what makes a search slow. */
 	if (h->count == 0 && n >= 2) {
 		term rare[3];
-		long long df[3];
+		long long df[3] = {0, 0, 0};
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++) {
 			long long f = term_frequency(db, &terms[i]);

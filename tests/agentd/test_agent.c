@@ -82,7 +82,8 @@ static int scripted_retrieve(void *cls, agentd_run *run, const char *query, cons
 	return 0;
 }
 
-static agentd_services services = {.generate = scripted_generate, .call_tool = scripted_tool, .retrieve = scripted_retrieve};
+static agentd_services services = {
+	.generate = scripted_generate, .call_tool = scripted_tool, .retrieve = scripted_retrieve};
 
 static void set_script(int n, ...)
 {
@@ -416,14 +417,16 @@ static void test_policy_gates(void **state)
 	req = json_pack("{s:s}", "input", "How many days?");
 	v = run_agent(req);
 	assert_string_equal(str(v, "status"), "succeeded");
-	assert_string_equal(str(v, "answer"), "\"Employees accrue [REDACTED:n] vacation days per year.\" [1]");
+	assert_string_equal(str(v, "answer"),
+			    "\"Employees accrue [REDACTED:n] vacation days per year.\" [1]");
 	json_decref(v);
 	json_decref(req);
 
 	/* The role allows two steps, the request asked for ten: two it is. */
-	set_script(3, "TOOL:calculator:{\"expression\": \"25 * 4\"}", "TOOL:calculator:{\"expression\": \"25 * 4\"}",
-		   "x");
-	req = json_pack("{s:s, s:[s], s:{s:i}}", "input", "q", "tools", "calculator", "budget", "max_steps", 10);
+	set_script(3, "TOOL:calculator:{\"expression\": \"25 * 4\"}",
+		   "TOOL:calculator:{\"expression\": \"25 * 4\"}", "x");
+	req = json_pack("{s:s, s:[s], s:{s:i}}", "input", "q", "tools", "calculator", "budget", "max_steps",
+			10);
 	v = run_agent(req);
 	assert_string_equal(str(v, "error"), "step budget of 2 steps exhausted");
 	json_decref(v);

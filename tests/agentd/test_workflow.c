@@ -57,7 +57,8 @@ static int fake_retrieve(void *cls, agentd_run *run, const char *query, const js
 	return 0;
 }
 
-static agentd_services services = {.generate = fake_generate, .call_tool = fake_tool, .retrieve = fake_retrieve};
+static agentd_services services = {
+	.generate = fake_generate, .call_tool = fake_tool, .retrieve = fake_retrieve};
 
 static sqlite3 *fresh(const char *name, agentd_runs **r)
 {
