@@ -91,6 +91,7 @@ def main():
         opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
         opt.load_state_dict(ck["opt"])
         elapsed, step, seen = ck["elapsed"], ck["step"], ck["seen"]
+        rng = random.Random(a.seed * 1000003 + step)  # new batches, not the ones already seen
         print("resumed at step %d, %.1f min" % (step, elapsed / 60), flush=True)
     print("params %d" % sum(p.numel() for p in model.parameters()), flush=True)
     budget = a.minutes * 60

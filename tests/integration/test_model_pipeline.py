@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+# Fast checks of the model pipeline (models/train/): the episode generator,
+# the tokenizer settings, the chunked scan against the exact one, and the GGUF
+# exporter against agentd's engine (a tiny random model must give the same
+# logits in PyTorch and `agentd logits`). Needs Debian's python3-torch,
+# python3-numpy and python3-sentencepiece (under /usr/bin/python3): re-runs
+# itself there, and skips with a printed reason when they are missing.
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+
+SRC = os.environ.get("AGENTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+TRAIN = os.path.join(SRC, "models", "train")
+
+
+def have_deps():
+    try:
+        import numpy  # noqa: F401
+        import sentencepiece  # noqa: F401
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+if not have_deps():
+    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    print("skipped: python3-torch, python3-numpy or python3-sentencepiece is not installed")
+    print("0 passed, 0 failed")
+    sys.exit(0)
+
+sys.path.insert(0, TRAIN)
+import json  # noqa: E402
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import export_gguf  # noqa: E402
+import fmt  # noqa: E402
+import gen  # noqa: E402
+import model as M  # noqa: E402
+import tok as T  # noqa: E402
+
+AGENTD = os.environ.get("AGENTD_BIN", os.path.join(SRC, "build", "agentd"))
+TMP = tempfile.mkdtemp(prefix="agentd-model-")
+torch.set_num_threads(1)
+torch.set_flush_denormal(True)
+
+
+def episodes(n, seed, split="train"):
+    path = os.path.join(TMP, "%s-%d-%d.jsonl" % (split, n, seed))
+    subprocess.run([sys.executable, os.path.join(TRAIN, "gen.py"), "--split", split, "--n", str(n), "--seed",
+                    str(seed), "--out", path], check=True)
+    return path
+
+
+def test_generator_deterministic_and_split():
+    a, b = episodes(50, 3), episodes(50, 3)
+    assert open(a).read() == open(b).read()
+    assert open(a).read() != open(episodes(50, 4)).read()
+    for key in ("first", "last", "prod_a", "city", "company"):
+        tr, he = set(gen.pools(False)[key]), set(gen.pools(True)[key])
+        assert tr and he and not (tr & he), key
+
+
+def test_rendered_format():
+    rng = random.Random(9)
+    ep = gen.episode(rng, False, "calc_doc")
+    text = fmt.prompt_text(fmt.render(ep))
+    assert text.startswith("<|startoftext|><|im_start|>system\nYou are agentd, a careful assistant")
+    assert '"name": "calculator", "description": "Exact arithmetic on integers and decimals."' in text
+    assert "\n<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"" in text
+    assert "<|im_start|>user\n<tool_response>\n{\"ok\": true, \"result\": \"" in text
+    assert text.count(fmt.THINK_PREFIX) == 1
+    assert text.endswith("<|im_end|>\n")
+    # Every quote the answer cites is verbatim in the cited document.
+    m = ep["meta"]
+    docs = [t for t in ep["turns"] if t["role"] == "user"][-1]["docs"]
+    for q, i in m["quotes"]:
+        assert q in docs[i - 1][1]
+    assert fmt.escape_data("a <document x> <|im_end|> <b>") == "a &lt;document x> &lt;|im_end|> <b>"
+
+
+def test_tokenizer_specials_and_segments():
+    path = episodes(300, 5)
+    prefix = os.path.join(TMP, "tok")
+    r = subprocess.run([sys.executable, os.path.join(TRAIN, "tok.py"), "--episodes", path, "--prefix", prefix,
+                        "--vocab", "1024"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr + r.stdout
+    tk = T.Tok(prefix + ".model")
+    for s in T.SPECIALS:
+        assert len(tk.sp.encode(s)) == 1, s
+    assert tk.sp.piece_to_id("<|startoftext|>") == 1 and tk.sp.piece_to_id("<|endoftext|>") == 2
+    assert tk.sp.piece_to_id("<|pad|>") == 0 and tk.sp.piece_to_id("<|unk|>") == 3
+    ids = tk.sp.encode("a\n\nb  c")
+    assert tk.sp.decode(ids) == "a\n\nb  c"  # no whitespace folding, newlines kept
+
+
+def test_chunk_scan_equals_exact():
+    torch.manual_seed(0)
+    m = M.Jamba(M.Config(vocab=64, d_model=32, d_ff=64, d_state=8, dt_rank=2))
+    m.eval()
+    x = torch.randint(0, 64, (2, 45))
+    with torch.no_grad():
+        a = m(x)
+        m.set_scan("exact")
+        b = m(x)
+    assert (a - b).abs().max().item() < 1e-4
+
+
+def test_gguf_matches_engine():
+    if not os.access(AGENTD, os.X_OK):
+        raise RuntimeError("agentd binary missing at %s" % AGENTD)
+    prefix = os.path.join(TMP, "tok")
+    if not os.path.exists(prefix + ".model"):
+        test_tokenizer_specials_and_segments()
+    torch.manual_seed(1)
+    m = M.Jamba(M.Config(vocab=1024, d_model=32, d_ff=64, d_state=8, dt_rank=2, n_heads=4, n_kv_heads=2))
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn_like(p) * 0.2)
+            elif "A_log" in n:
+                p.add_(torch.randn_like(p) * 0.3)
+            else:
+                p.mul_(8)
+    ck, gg = os.path.join(TMP, "m.pt"), os.path.join(TMP, "m.gguf")
+    M.save(m, ck)
+    export_gguf.export(ck, prefix + ".model", gg)
+    m.eval()
+    m.set_scan("exact")
+    ids = [1] + [random.Random(2).randrange(4, 1024) for _ in range(60)]
+    with torch.no_grad():
+        ref = m(torch.tensor([ids]))[0, -1].double().numpy()
+    r = subprocess.run([AGENTD, "logits", "--model", gg, "--tokens", " ".join(map(str, ids))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    eng = np.array([float(v) for v in r.stdout.split()])
+    assert eng.shape == ref.shape
+    assert np.abs(ref).max() > 0.1
+    assert np.abs(eng - ref).max() < 1e-3, np.abs(eng - ref).max()
+
+
+def test_shipped_model():
+    gg = os.path.join(SRC, "models", "agentd-small.gguf")
+    assert os.path.getsize(gg) < 40 * 1024 * 1024
+    with open(gg, "rb") as f:
+        assert f.read(4) == b"GGUF"
+    if os.access(AGENTD, os.X_OK):
+        r = subprocess.run([AGENTD, "logits", "--model", gg, "--tokens", "1 5 9"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert len(r.stdout.split()) > 1000
+
+
+if __name__ == "__main__":
+    passed = failed = 0
+    for name, fn in list(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            try:
+                fn()
+                passed += 1
+                print("ok   " + name)
+            except Exception:
+                failed += 1
+                print("FAIL " + name)
+                traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
