@@ -64,6 +64,10 @@ typedef struct engine_kernels {
 
 extern const engine_kernels engine_kernels_portable;
 
+/* A kernel set by name: "portable", "avx2", "avx512", or "best" (the widest
+ * this CPU runs). NULL for an unknown name or one the CPU cannot run. */
+const engine_kernels *engine_kernels_find(const char *name);
+
 /* K-quant blocks of 256 values (kquants.c): dequantise one block, quantise one block. */
 void engine_dequant_q4_k(const uint8_t *block, float *out);
 void engine_dequant_q5_k(const uint8_t *block, float *out);

@@ -365,6 +365,11 @@ const engine_vocab_desc *engine_model_vocab(const engine_model *m);
 const uint8_t *engine_model_identity(const engine_model *m);
 /* Worker threads for the fast pass (1..64; default 1). Also sets OpenBLAS's. */
 int engine_set_threads(engine_model *m, int n);
+/* The kernels the fast pass uses: "best" (the default: AVX-512, else AVX2, else
+ * portable, as the CPU allows), "avx512", "avx2" or "portable". AG_EUNSUPPORTED when
+ * this CPU cannot run them. For tests and benchmarks comparing the paths. */
+int engine_set_kernels(engine_model *m, const char *name);
+const char *engine_kernels_name(const engine_model *m);
 
 /* ---- sequence state ---- */
 

@@ -434,7 +434,7 @@ int engine_model_load(engine_model **out, const char *path)
 	engine_model *m = ag_calloc(1, sizeof(*m));
 	if (!m)
 		return ag_error_set(AG_ENOMEM, "model: out of memory");
-	m->kern = &engine_kernels_portable;
+	m->kern = engine_kernels_find("best");
 	pthread_mutex_init(&m->pool_lock, NULL);
 	int rc = engine_gguf_open(&m->gguf, path);
 	if (!rc)
@@ -530,3 +530,17 @@ int engine_set_threads(engine_model *m, int n)
 		openblas_set_num_threads(n);
 	return rc;
 }
+
+int engine_set_kernels(engine_model *m, const char *name)
+{
+	const engine_kernels *k = engine_kernels_find(name);
+	if (!k)
+		return ag_error_set(AG_EUNSUPPORTED, "kernels \"%s\": unknown, or not supported by this CPU",
+				    name ? name : "(null)");
+	pthread_mutex_lock(&m->pool_lock);
+	m->kern = k;
+	pthread_mutex_unlock(&m->pool_lock);
+	return 0;
+}
+
+const char *engine_kernels_name(const engine_model *m) { return m->kern->name; }

@@ -67,7 +67,8 @@ static double rel_err_f(const float *a, const float *b, size_t n)
 	return num / (den > 0 ? den : 1);
 }
 
-/* Prefill of n tokens against the reference, then decode equals prefill. */
+/* Prefill of n tokens against the reference, then decode equals prefill, with
+ * every kernel set this CPU runs (portable, AVX2, AVX-512). */
 static void check_model(const engine_jamba_random *p, size_t n)
 {
 	engine_model *m = make(p);
@@ -76,31 +77,39 @@ static void check_model(const engine_jamba_random *p, size_t n)
 	tokens_for(toks, n, c->n_vocab, p->seed);
 	float *fast = calloc(c->n_vocab, sizeof(float)), *dec = calloc(c->n_vocab, sizeof(float));
 	double *ref = calloc(c->n_vocab, sizeof(double));
-	engine_state *s, *s2;
-	assert_int_equal(engine_state_new(&s, m), 0);
-	assert_int_equal(engine_prefill(m, s, toks, n, fast), 0);
 	assert_int_equal(engine_reference_logits(m, toks, n, ref), 0);
-	double e = rel_err(fast, ref, c->n_vocab);
 	double spread = 0;
 	for (uint32_t i = 0; i < c->n_vocab; i++)
 		spread = fabs(ref[i]) > spread ? fabs(ref[i]) : spread;
 	assert_true(spread > 0.1); /* logits are not degenerate */
-	if (!(e <= 1e-4))
-		fail_msg("%s: fast vs reference relative error %.3g > 1e-4", engine_type_name(p->weight_type),
-			 e);
-	/* one token at a time gives the same logits (sgemm prefill vs row kernels) */
-	assert_int_equal(engine_state_new(&s2, m), 0);
-	for (size_t i = 0; i < n; i++)
-		assert_int_equal(engine_decode(m, s2, toks[i], dec), 0);
-	double d = rel_err_f(dec, fast, c->n_vocab);
-	print_message("%s n=%zu: fast vs reference %.3g, decode vs prefill %.3g\n",
-		      engine_type_name(p->weight_type), n, e, d);
-	if (!(d <= 1e-5))
-		fail_msg("decode vs prefill relative difference %.3g > 1e-5", d);
-	assert_int_equal(engine_state_n_tokens(s2), n);
-	assert_int_equal(engine_state_n_kv(s2), n);
-	engine_state_free(s);
-	engine_state_free(s2);
+	const char *kernels[] = {"portable", "avx2", "avx512"};
+	for (size_t k = 0; k < 3; k++) {
+		if (engine_set_kernels(m, kernels[k])) {
+			print_message("%s: not on this CPU, skipped\n", kernels[k]);
+			continue;
+		}
+		assert_string_equal(engine_kernels_name(m), kernels[k]);
+		engine_state *s, *s2;
+		assert_int_equal(engine_state_new(&s, m), 0);
+		assert_int_equal(engine_prefill(m, s, toks, n, fast), 0);
+		double e = rel_err(fast, ref, c->n_vocab);
+		if (!(e <= 1e-4))
+			fail_msg("%s %s: fast vs reference relative error %.3g > 1e-4", kernels[k],
+				 engine_type_name(p->weight_type), e);
+		/* one token at a time gives the same logits (sgemm prefill vs row kernels) */
+		assert_int_equal(engine_state_new(&s2, m), 0);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(engine_decode(m, s2, toks[i], dec), 0);
+		double d = rel_err_f(dec, fast, c->n_vocab);
+		print_message("%s %s n=%zu: fast vs reference %.3g, decode vs prefill %.3g\n", kernels[k],
+			      engine_type_name(p->weight_type), n, e, d);
+		if (!(d <= 1e-5))
+			fail_msg("decode vs prefill relative difference %.3g > 1e-5", d);
+		assert_int_equal(engine_state_n_tokens(s2), n);
+		assert_int_equal(engine_state_n_kv(s2), n);
+		engine_state_free(s);
+		engine_state_free(s2);
+	}
 	engine_model_free(m);
 	free(fast);
 	free(dec);

@@ -1,0 +1,386 @@
+/*
+ * x86 SIMD kernels (AVX2+FMA+F16C and AVX-512), chosen at run time by
+ * engine_kernels_best from what the CPU reports, so one binary runs
+ * everywhere and uses the widest path the machine has.
+ *
+ * Decode reads every weight once per token, so the row kernels are built to
+ * keep up with memory: a block of 32 weights is widened to floats in
+ * registers (never written out) and applied to up to G tokens' activations
+ * while it is there. Batched decode and short prefills pass several tokens,
+ * so one pass over the weights serves all of them. Each token's sums are
+ * accumulated in the same order whatever the number of tokens beside it, so
+ * a sequence gets the same logits decoded alone or in a batch.
+ */
+#include <string.h>
+
+#include "engine/core_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#define T256 __attribute__((target("avx2,fma,f16c")))
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* Scalar tails (float weights whose rows are not a multiple of 32 wide). */
+static float tail_dot(const engine_weight *w, const uint8_t *row, const float *x, size_t from, size_t n)
+{
+	float s = 0;
+	for (size_t i = from; i < n; i++) {
+		float v;
+		if (w->type == ENGINE_TYPE_F32)
+			memcpy(&v, row + 4 * i, 4);
+		else if (w->type == ENGINE_TYPE_F16)
+			v = engine_fp16_to_f32(rd16(row + 2 * i));
+		else
+			v = engine_bf16_to_f32(rd16(row + 2 * i));
+		s += v * x[i];
+	}
+	return s;
+}
+
+static size_t block_bytes(uint32_t type)
+{
+	switch (type) {
+	case ENGINE_TYPE_F32: return 128;
+	case ENGINE_TYPE_F16:
+	case ENGINE_TYPE_BF16: return 64;
+	case ENGINE_TYPE_Q8_0: return 34;
+	case ENGINE_TYPE_Q4_0: return 18;
+	default: return 0;
+	}
+}
+
+/* ================================================================ AVX-512 */
+
+/* 32 weights of one block as two vectors of 16 floats. */
+T512 static inline void load512(uint32_t type, const uint8_t *p, __m512 *w0, __m512 *w1)
+{
+	switch (type) {
+	case ENGINE_TYPE_F32:
+		*w0 = _mm512_loadu_ps(p);
+		*w1 = _mm512_loadu_ps(p + 64);
+		break;
+	case ENGINE_TYPE_F16:
+		*w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+		*w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p + 32)));
+		break;
+	case ENGINE_TYPE_BF16:
+		*w0 = _mm512_castsi512_ps(_mm512_slli_epi32(
+			_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p)), 16));
+		*w1 = _mm512_castsi512_ps(_mm512_slli_epi32(
+			_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p + 32))),
+			16));
+		break;
+	case ENGINE_TYPE_Q8_0: {
+		__m512 d = _mm512_set1_ps(_cvtsh_ss(rd16(p)));
+		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
+		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 18));
+		*w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)), d);
+		*w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), d);
+		break;
+	}
+	default: { /* Q4_0: low nibbles are values 0..15, high nibbles 16..31, both offset by 8 */
+		__m512 d = _mm512_set1_ps(_cvtsh_ss(rd16(p)));
+		__m128i q = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
+		__m128i m4 = _mm_set1_epi8(0xf), eight = _mm_set1_epi8(8);
+		__m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
+		__m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight);
+		*w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), d);
+		*w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), d);
+		break;
+	}
+	}
+}
+
+T512 static inline float hsum512(__m512 a) { return _mm512_reduce_add_ps(a); }
+
+/* Rows [r0, r1) of w against n_tok tokens, up to G at a time (16 accumulators
+ * of 32 registers). The type switch inside load512 is hoisted by the compiler
+ * out of the block loop once the function is specialised per type below. */
+enum { G512 = 8 };
+
+#define ROWS512(NAME, TYPE)                                                                                  \
+	T512 static void NAME(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy,    \
+			      uint64_t r0, uint64_t r1)                                                      \
+	{                                                                                                    \
+		size_t n = (size_t)w->cols, nb = n / 32, bb = block_bytes(TYPE);                             \
+		for (uint64_t r = r0; r < r1; r++) {                                                         \
+			const uint8_t *row = w->data + r * w->row_bytes;                                     \
+			for (size_t t0 = 0; t0 < n_tok; t0 += G512) {                                        \
+				size_t g = n_tok - t0 < G512 ? n_tok - t0 : G512;                            \
+				__m512 a0[G512], a1[G512];                                                   \
+				for (size_t t = 0; t < G512; t++)                                            \
+					a0[t] = a1[t] = _mm512_setzero_ps();                                 \
+				const uint8_t *p = row;                                                      \
+				for (size_t b = 0; b < nb; b++, p += bb) {                                   \
+					__m512 w0, w1;                                                       \
+					load512(TYPE, p, &w0, &w1);                                          \
+					for (size_t t = 0; t < g; t++) {                                     \
+						const float *xt = x + (t0 + t) * n + b * 32;                 \
+						a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), a0[t]);     \
+						a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16),        \
+									a1[t]);                              \
+					}                                                                    \
+				}                                                                            \
+				for (size_t t = 0; t < g; t++) {                                             \
+					float s = hsum512(_mm512_add_ps(a0[t], a1[t]));                      \
+					if (nb * 32 < n)                                                     \
+						s += tail_dot(w, row, x + (t0 + t) * n, nb * 32, n);         \
+					y[(t0 + t) * ldy + r] = s;                                           \
+				}                                                                            \
+			}                                                                                    \
+		}                                                                                            \
+	}
+
+ROWS512(rows512_f32, ENGINE_TYPE_F32)
+ROWS512(rows512_f16, ENGINE_TYPE_F16)
+ROWS512(rows512_bf16, ENGINE_TYPE_BF16)
+ROWS512(rows512_q8_0, ENGINE_TYPE_Q8_0)
+ROWS512(rows512_q4_0, ENGINE_TYPE_Q4_0)
+
+T512 static float dot512(const float *a, const float *b, size_t n)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	size_t i = 0;
+	for (; i + 64 <= n; i += 64) {
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+		s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+		s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
+		s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
+	}
+	for (; i + 16 <= n; i += 16)
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+	if (i < n) {
+		__mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+		s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s1);
+	}
+	return hsum512(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+T512 static void row_to_f32_512(const engine_weight *w, uint64_t row, float *out)
+{
+	size_t bb = block_bytes(w->type);
+	if (!bb) {
+		engine_kernels_portable.row_to_f32(w, row, out);
+		return;
+	}
+	const uint8_t *p = w->data + row * w->row_bytes;
+	size_t n = (size_t)w->cols, nb = n / 32;
+	for (size_t b = 0; b < nb; b++, p += bb) {
+		__m512 w0, w1;
+		load512(w->type, p, &w0, &w1);
+		_mm512_storeu_ps(out + b * 32, w0);
+		_mm512_storeu_ps(out + b * 32 + 16, w1);
+	}
+	for (size_t i = nb * 32; i < n; i++) {
+		const uint8_t *q = w->data + row * w->row_bytes;
+		out[i] = w->type == ENGINE_TYPE_F32   ? ((const float *)(const void *)q)[i]
+			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(rd16(q + 2 * i))
+						      : engine_bf16_to_f32(rd16(q + 2 * i));
+	}
+}
+
+static void rows512(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
+		    uint64_t r1, float *scratch)
+{
+	switch (w->type) {
+	case ENGINE_TYPE_F32: rows512_f32(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_F16: rows512_f16(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_BF16: rows512_bf16(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_Q8_0: rows512_q8_0(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_Q4_0: rows512_q4_0(w, x, n_tok, y, ldy, r0, r1); break;
+	default: engine_kernels_portable.rows(w, x, n_tok, y, ldy, r0, r1, scratch); break; /* K-quants */
+	}
+}
+
+static const engine_kernels kernels_avx512 = {
+	.name = "avx512",
+	.dot = dot512,
+	.row_to_f32 = row_to_f32_512,
+	.rows = rows512,
+};
+
+/* ================================================================ AVX2 */
+
+/* 32 weights of one block as four vectors of 8 floats. */
+T256 static inline void load256(uint32_t type, const uint8_t *p, __m256 w[4])
+{
+	switch (type) {
+	case ENGINE_TYPE_F32:
+		for (int k = 0; k < 4; k++)
+			w[k] = _mm256_loadu_ps((const float *)(const void *)(p + 32 * k));
+		break;
+	case ENGINE_TYPE_F16:
+		for (int k = 0; k < 4; k++)
+			w[k] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 16 * k)));
+		break;
+	case ENGINE_TYPE_BF16:
+		for (int k = 0; k < 4; k++)
+			w[k] = _mm256_castsi256_ps(
+				_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(
+							  (const __m128i *)(const void *)(p + 16 * k))),
+						  16));
+		break;
+	case ENGINE_TYPE_Q8_0: {
+		__m256 d = _mm256_set1_ps(_cvtsh_ss(rd16(p)));
+		for (int k = 0; k < 4; k++)
+			w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+						     (const __m128i *)(const void *)(p + 2 + 8 * k)))),
+					     d);
+		break;
+	}
+	default: {
+		__m256 d = _mm256_set1_ps(_cvtsh_ss(rd16(p)));
+		__m128i q = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
+		__m128i m4 = _mm_set1_epi8(0xf), eight = _mm_set1_epi8(8);
+		__m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
+		__m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(q, 4), m4), eight);
+		w[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d);
+		w[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d);
+		w[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d);
+		w[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d);
+		break;
+	}
+	}
+}
+
+T256 static inline float hsum256(__m256 a)
+{
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+	return _mm_cvtss_f32(s);
+}
+
+enum { G256 = 4 };
+
+#define ROWS256(NAME, TYPE)                                                                                  \
+	T256 static void NAME(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy,    \
+			      uint64_t r0, uint64_t r1)                                                      \
+	{                                                                                                    \
+		size_t n = (size_t)w->cols, nb = n / 32, bb = block_bytes(TYPE);                             \
+		for (uint64_t r = r0; r < r1; r++) {                                                         \
+			const uint8_t *row = w->data + r * w->row_bytes;                                     \
+			for (size_t t0 = 0; t0 < n_tok; t0 += G256) {                                        \
+				size_t g = n_tok - t0 < G256 ? n_tok - t0 : G256;                            \
+				__m256 a0[G256], a1[G256];                                                   \
+				for (size_t t = 0; t < G256; t++)                                            \
+					a0[t] = a1[t] = _mm256_setzero_ps();                                 \
+				const uint8_t *p = row;                                                      \
+				for (size_t b = 0; b < nb; b++, p += bb) {                                   \
+					__m256 wv[4];                                                        \
+					load256(TYPE, p, wv);                                                \
+					for (size_t t = 0; t < g; t++) {                                     \
+						const float *xt = x + (t0 + t) * n + b * 32;                 \
+						a0[t] = _mm256_fmadd_ps(wv[0], _mm256_loadu_ps(xt), a0[t]);  \
+						a1[t] = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xt + 8),      \
+									a1[t]);                              \
+						a0[t] = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(xt + 16),     \
+									a0[t]);                              \
+						a1[t] = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xt + 24),     \
+									a1[t]);                              \
+					}                                                                    \
+				}                                                                            \
+				for (size_t t = 0; t < g; t++) {                                             \
+					float s = hsum256(_mm256_add_ps(a0[t], a1[t]));                      \
+					if (nb * 32 < n)                                                     \
+						s += tail_dot(w, row, x + (t0 + t) * n, nb * 32, n);         \
+					y[(t0 + t) * ldy + r] = s;                                           \
+				}                                                                            \
+			}                                                                                    \
+		}                                                                                            \
+	}
+
+ROWS256(rows256_f32, ENGINE_TYPE_F32)
+ROWS256(rows256_f16, ENGINE_TYPE_F16)
+ROWS256(rows256_bf16, ENGINE_TYPE_BF16)
+ROWS256(rows256_q8_0, ENGINE_TYPE_Q8_0)
+ROWS256(rows256_q4_0, ENGINE_TYPE_Q4_0)
+
+T256 static float dot256(const float *a, const float *b, size_t n)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	float tail = 0;
+	for (; i < n; i++)
+		tail += a[i] * b[i];
+	return hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3))) + tail;
+}
+
+T256 static void row_to_f32_256(const engine_weight *w, uint64_t row, float *out)
+{
+	size_t bb = block_bytes(w->type);
+	if (!bb) {
+		engine_kernels_portable.row_to_f32(w, row, out);
+		return;
+	}
+	const uint8_t *p = w->data + row * w->row_bytes;
+	size_t n = (size_t)w->cols, nb = n / 32;
+	for (size_t b = 0; b < nb; b++, p += bb) {
+		__m256 wv[4];
+		load256(w->type, p, wv);
+		for (int k = 0; k < 4; k++)
+			_mm256_storeu_ps(out + b * 32 + 8 * k, wv[k]);
+	}
+	for (size_t i = nb * 32; i < n; i++) {
+		const uint8_t *q = w->data + row * w->row_bytes;
+		out[i] = w->type == ENGINE_TYPE_F32   ? ((const float *)(const void *)q)[i]
+			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(rd16(q + 2 * i))
+						      : engine_bf16_to_f32(rd16(q + 2 * i));
+	}
+}
+
+static void rows256(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
+		    uint64_t r1, float *scratch)
+{
+	switch (w->type) {
+	case ENGINE_TYPE_F32: rows256_f32(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_F16: rows256_f16(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_BF16: rows256_bf16(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_Q8_0: rows256_q8_0(w, x, n_tok, y, ldy, r0, r1); break;
+	case ENGINE_TYPE_Q4_0: rows256_q4_0(w, x, n_tok, y, ldy, r0, r1); break;
+	default: engine_kernels_portable.rows(w, x, n_tok, y, ldy, r0, r1, scratch); break;
+	}
+}
+
+static const engine_kernels kernels_avx2 = {
+	.name = "avx2",
+	.dot = dot256,
+	.row_to_f32 = row_to_f32_256,
+	.rows = rows256,
+};
+
+#endif
+
+const engine_kernels *engine_kernels_find(const char *name)
+{
+	if (!name || !strcmp(name, "portable"))
+		return &engine_kernels_portable;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+	__builtin_cpu_init();
+	bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+		    __builtin_cpu_supports("f16c");
+	bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+	if (!strcmp(name, "avx2"))
+		return avx2 ? &kernels_avx2 : NULL;
+	if (!strcmp(name, "avx512"))
+		return avx512 ? &kernels_avx512 : NULL;
+	if (!strcmp(name, "best"))
+		return avx512 ? &kernels_avx512 : avx2 ? &kernels_avx2 : &engine_kernels_portable;
+#else
+	if (!strcmp(name, "best"))
+		return &engine_kernels_portable;
+#endif
+	return NULL;
+}
