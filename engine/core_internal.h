@@ -119,6 +119,13 @@ struct engine_state {
 	uint64_t n_tokens;
 };
 
+/* Attention for T tokens (attention.c): token t's H query heads (q, T rows of
+ * H * hd) over its cache k[t], v[t] (rows of kvh * hd) up to len[t] positions;
+ * heads concatenated into att (T rows of H * hd). */
+int engine_attention(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd, size_t kvh,
+		     const float *q, const float *const *k, const float *const *v, const uint64_t *len,
+		     float *att);
+
 /* Grows every attention layer's cache to hold at least need entries. */
 int engine_state_reserve(engine_state *s, uint64_t need);
 

@@ -403,6 +403,13 @@ int engine_state_drop_oldest(engine_state *s, uint64_t n);
 int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size_t n, float *logits);
 /* One token. */
 int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits);
+/* Batched decode: n distinct sequences advance by one token each (states[i] takes
+ * tokens[i]) in one pass over the weights, so N users cost far less than N passes.
+ * logits (may be NULL) receives n rows of n_vocab. Each sequence gets exactly the
+ * logits engine_decode would give it alone. AG_EINVAL (a repeated state, a state of
+ * another model, a bad token) changes no state. */
+int engine_decode_batch(engine_model *m, engine_state *const *states, const int32_t *tokens, size_t n,
+			float *logits);
 /* The plain double-precision pass from an empty state over tokens: logits
  * after the last (n_vocab doubles). Slow; for tests. */
 int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t n, double *logits);

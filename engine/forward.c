@@ -20,8 +20,10 @@
 
 typedef struct pass {
 	engine_model *m;
-	engine_state *s;
+	engine_state *const *seq; /* (T) the sequence each token advances */
+	const uint64_t *pos;      /* (T) each token's K/V position in its sequence */
 	size_t T;
+	size_t gemm_min; /* tokens from which products go through sgemm */
 	int n_threads;
 	float *scratch; /* (n_threads, max_cols) dequantised rows */
 	size_t max_cols;
@@ -108,7 +110,7 @@ static void rows_job(const pass *P, int n, const engine_weight *const *w, const 
 static void matmul_n(const pass *P, int n, const engine_weight *const *w, const float *x, size_t T,
 		     float *const *y, const size_t *ldy)
 {
-	if (T < GEMM_MIN) {
+	if (T < P->gemm_min) {
 		rows_job(P, n, w, x, T, y, ldy);
 		return;
 	}
@@ -143,8 +145,6 @@ typedef struct mamba_job {
 	float *p;     /* (T, R + 2N): dt, B, C (B and C normalised) */
 	float *delta; /* (T, D) dt_proj output (before bias and softplus) */
 	float *y;     /* (T, D) */
-	float *conv;  /* this layer's (D, conv_len) */
-	float *ssm;   /* this layer's (D, N) */
 	bool scan;    /* false: conv step, true: scan step */
 } mamba_job;
 
@@ -157,9 +157,10 @@ static void mamba_task(void *ctx, int i, int n)
 	size_t d0 = D * (size_t)i / (size_t)n, d1 = D * (size_t)(i + 1) / (size_t)n;
 	if (!j->scan) {
 		for (size_t d = d0; d < d1; d++) {
-			float *win = j->conv + d * CL; /* oldest first */
 			const float *w = L->conv_w + d * K;
 			for (size_t t = 0; t < T; t++) {
+				/* this token's sequence, this layer, this channel; oldest first */
+				float *win = j->P->seq[t]->conv + ((size_t)L->index * D + d) * CL;
 				float xt = j->xz[t * 2 * D + d];
 				float acc = L->conv_b[d];
 				for (size_t q = 0; q < CL; q++)
@@ -175,9 +176,9 @@ static void mamba_task(void *ctx, int i, int n)
 		return;
 	}
 	for (size_t d = d0; d < d1; d++) {
-		float *s = j->ssm + d * N;
 		const float *A = L->ssm_a + d * N;
 		for (size_t t = 0; t < T; t++) {
+			float *s = j->P->seq[t]->ssm + ((size_t)L->index * D + d) * N;
 			const float *B = j->p + t * (R + 2 * N) + R, *C = B + N;
 			float dl = engine_softplus(j->delta[t * D + d] + L->dt_b[d]);
 			float ut = j->u[t * D + d];
@@ -204,17 +205,7 @@ static int mamba(const pass *P, const engine_layer *L, const float *xn, float *o
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
 		goto done;
 	}
-	engine_state *s = P->s;
-	mamba_job j = {P,
-		       L,
-		       xz,
-		       u,
-		       p,
-		       delta,
-		       y,
-		       s->conv + (size_t)L->index * D * s->conv_len,
-		       s->ssm + (size_t)L->index * D * N,
-		       false};
+	mamba_job j = {P, L, xz, u, p, delta, y, false};
 	matmul(P, &L->ssm_in, xn, T, xz, 2 * D);
 	engine_pool_run(P->m->pool, mamba_task, &j);
 	matmul(P, &L->ssm_x, u, T, p, R + 2 * N);
@@ -240,75 +231,45 @@ done:
 
 /* ------------------------------------------------------------ attention */
 
-typedef struct attn_job {
-	const pass *P;
-	const engine_layer *L;
-	const float *q;     /* (T, n_head * hd) */
-	const float *k, *v; /* cache (n_kv + T, kvd) */
-	float *att;         /* (T, n_head * hd) */
-	float *scores;      /* (n_threads, n_kv + T) */
-	size_t n_past;      /* K/V entries before this chunk */
-} attn_job;
-
-static void attn_task(void *ctx, int i, int n)
-{
-	attn_job *j = ctx;
-	const engine_config *c = &j->P->m->cfg;
-	size_t T = j->P->T, H = c->n_head, hd = c->head_dim, kvh = j->L->n_head_kv, kvd = kvh * hd;
-	size_t group = H / kvh, total = T * H;
-	float *sc = j->scores + (size_t)i * (j->n_past + T);
-	float scale = 1.0f / sqrtf((float)hd);
-	const engine_kernels *k = j->P->m->kern;
-	for (size_t w = total * (size_t)i / (size_t)n; w < total * (size_t)(i + 1) / (size_t)n; w++) {
-		size_t t = w / H, h = w % H, g = h / group, len = j->n_past + t + 1;
-		const float *q = j->q + t * H * hd + h * hd;
-		float mx = -INFINITY;
-		for (size_t p = 0; p < len; p++) {
-			sc[p] = k->dot(q, j->k + p * kvd + g * hd, hd) * scale;
-			if (sc[p] > mx)
-				mx = sc[p];
-		}
-		float sum = 0;
-		for (size_t p = 0; p < len; p++) {
-			sc[p] = expf(sc[p] - mx);
-			sum += sc[p];
-		}
-		float *o = j->att + t * H * hd + h * hd;
-		memset(o, 0, hd * sizeof(float));
-		for (size_t p = 0; p < len; p++) {
-			const float *vv = j->v + p * kvd + g * hd;
-			float wgt = sc[p] / sum;
-			for (size_t e = 0; e < hd; e++)
-				o[e] += wgt * vv[e];
-		}
-	}
-}
-
+/* Q, K and V for the chunk; K and V go to each token's sequence at its
+ * position, then every token attends to its own sequence's cache up to and
+ * including itself (attention.c). */
 static int attention(const pass *P, const engine_layer *L, const float *xn, float *out)
 {
 	const engine_config *c = &P->m->cfg;
-	engine_state *s = P->s;
 	size_t T = P->T, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)L->n_head_kv * c->head_dim;
-	size_t n_past = (size_t)s->n_kv;
 	float *q = ag_malloc(T * qd * sizeof(float)), *att = ag_malloc(T * qd * sizeof(float));
-	float *scores = ag_malloc((size_t)P->n_threads * (n_past + T) * sizeof(float));
+	float *kv = ag_malloc(2 * T * kvd * sizeof(float));
+	const float **caches = ag_malloc(2 * T * sizeof(float *));
+	uint64_t *len = ag_malloc(T * sizeof(uint64_t));
 	int rc = 0;
-	if (!q || !att || !scores) {
+	if (!q || !att || !kv || !caches || !len) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
 		goto done;
 	}
-	float *kc = s->k[L->index], *vc = s->v[L->index];
 	const engine_weight *w[3] = {&L->wq, &L->wk, &L->wv};
-	float *ys[3] = {q, kc + n_past * kvd, vc + n_past * kvd};
+	float *ys[3] = {q, kv, kv + T * kvd};
 	size_t ld[3] = {qd, kvd, kvd};
 	matmul_n(P, 3, w, xn, T, ys, ld);
-	attn_job j = {P, L, q, kc, vc, att, scores, n_past};
-	engine_pool_run(P->m->pool, attn_task, &j);
-	matmul(P, &L->wo, att, T, out, c->n_embd);
+	for (size_t t = 0; t < T; t++) {
+		engine_state *s = P->seq[t];
+		float *kc = s->k[L->index], *vc = s->v[L->index];
+		memcpy(kc + P->pos[t] * kvd, kv + t * kvd, kvd * sizeof(float));
+		memcpy(vc + P->pos[t] * kvd, kv + (T + t) * kvd, kvd * sizeof(float));
+		caches[t] = kc;
+		caches[T + t] = vc;
+		len[t] = P->pos[t] + 1;
+	}
+	rc = engine_attention(P->m->pool, P->m->kern, T, c->n_head, c->head_dim, L->n_head_kv, q, caches,
+			      caches + T, len, att);
+	if (!rc)
+		matmul(P, &L->wo, att, T, out, c->n_embd);
 done:
 	ag_free(q);
 	ag_free(att);
-	ag_free(scores);
+	ag_free(kv);
+	ag_free(caches);
+	ag_free(len);
 	return rc;
 }
 
@@ -420,24 +381,27 @@ static int dense(const pass *P, const engine_layer *L, const float *xn, float *o
 
 /* ------------------------------------------------------------ the pass */
 
-static int run_chunk(engine_model *m, engine_state *s, const int32_t *tokens, size_t T, float *logits)
+/* T tokens through every layer; token t advances seq[t] at K/V position pos[t]
+ * (caches already reserved). Logits: of the last token only, or of every
+ * token when all_logits (T rows). */
+static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_logits)
 {
+	engine_model *m = P->m;
 	const engine_config *c = &m->cfg;
-	size_t E = c->n_embd;
-	int rc = engine_state_reserve(s, s->n_kv + T);
-	if (rc)
-		return rc;
-	pass P = {m, s, T, engine_pool_size(m->pool), NULL, 0, NULL};
+	size_t E = c->n_embd, T = P->T;
+	int rc = 0;
+	P->n_threads = engine_pool_size(m->pool);
 	size_t mc = E;
 	size_t dims[] = {c->d_inner, c->n_ff, (size_t)c->n_head * c->head_dim, c->dt_rank};
 	for (size_t i = 0; i < 4; i++)
 		mc = dims[i] > mc ? dims[i] : mc;
-	P.max_cols = mc;
-	P.scratch = ag_malloc((size_t)P.n_threads * mc * sizeof(float));
-	P.deq = T >= GEMM_MIN ? ag_malloc(DEQ_FLOATS * sizeof(float)) : NULL;
+	P->max_cols = mc;
+	P->scratch = ag_malloc((size_t)P->n_threads * mc * sizeof(float));
+	bool gemm = T >= P->gemm_min;
+	P->deq = gemm ? ag_malloc(DEQ_FLOATS * sizeof(float)) : NULL;
 	float *x = ag_malloc(T * E * sizeof(float)), *xn = ag_malloc(T * E * sizeof(float));
 	float *out = ag_malloc(T * E * sizeof(float));
-	if (!P.scratch || (T >= GEMM_MIN && !P.deq) || !x || !xn || !out) {
+	if (!P->scratch || (gemm && !P->deq) || !x || !xn || !out) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
 		goto done;
 	}
@@ -447,35 +411,48 @@ static int run_chunk(engine_model *m, engine_state *s, const int32_t *tokens, si
 		const engine_layer *L = &m->layers[i];
 		for (size_t t = 0; t < T; t++)
 			rmsnorm(m->kern, xn + t * E, x + t * E, L->attn_norm, E, c->rms_eps);
-		rc = L->kind == ENGINE_LAYER_MAMBA ? mamba(&P, L, xn, out) : attention(&P, L, xn, out);
+		rc = L->kind == ENGINE_LAYER_MAMBA ? mamba(P, L, xn, out) : attention(P, L, xn, out);
 		if (rc)
 			break;
 		for (size_t q = 0; q < T * E; q++)
 			x[q] += out[q];
 		for (size_t t = 0; t < T; t++)
 			rmsnorm(m->kern, xn + t * E, x + t * E, L->ffn_norm, E, c->rms_eps);
-		rc = L->moe ? moe(&P, L, xn, out) : dense(&P, L, xn, out);
+		rc = L->moe ? moe(P, L, xn, out) : dense(P, L, xn, out);
 		if (rc)
 			break;
 		for (size_t q = 0; q < T * E; q++)
 			x[q] += out[q];
 	}
 	if (!rc) {
-		s->n_kv += T;
-		s->n_tokens += T;
+		for (size_t t = 0; t < T; t++) {
+			P->seq[t]->n_kv = P->pos[t] + 1;
+			P->seq[t]->n_tokens++;
+		}
 		if (logits) {
-			rmsnorm(m->kern, xn, x + (T - 1) * E, m->out_norm, E, c->rms_eps);
-			P.T = 1;
-			matmul(&P, &m->output, xn, 1, logits, c->n_vocab);
+			size_t first = all_logits ? 0 : T - 1, n = T - first;
+			for (size_t t = first; t < T; t++)
+				rmsnorm(m->kern, xn + (t - first) * E, x + t * E, m->out_norm, E, c->rms_eps);
+			P->T = n;
+			matmul(P, &m->output, xn, n, logits, c->n_vocab);
 		}
 	}
 done:
-	ag_free(P.scratch);
-	ag_free(P.deq);
+	ag_free(P->scratch);
+	ag_free(P->deq);
 	ag_free(x);
 	ag_free(xn);
 	ag_free(out);
 	return rc;
+}
+
+static int check_tokens(const engine_model *m, const int32_t *tokens, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->cfg.n_vocab)
+			return ag_error_set(AG_EINVAL, "forward: token %d outside the vocabulary (%u)",
+					    tokens[i], m->cfg.n_vocab);
+	return 0;
 }
 
 int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size_t n, float *logits)
@@ -484,15 +461,22 @@ int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size
 		return ag_error_set(AG_EINVAL, "forward: state belongs to another model");
 	if (!n)
 		return ag_error_set(AG_EINVAL, "forward: no tokens");
-	for (size_t i = 0; i < n; i++)
-		if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->cfg.n_vocab)
-			return ag_error_set(AG_EINVAL, "forward: token %d outside the vocabulary (%u)",
-					    tokens[i], m->cfg.n_vocab);
+	int rc = check_tokens(m, tokens, n);
+	if (rc)
+		return rc;
+	engine_state *seq[CHUNK_MAX];
+	uint64_t pos[CHUNK_MAX];
+	for (size_t t = 0; t < CHUNK_MAX; t++)
+		seq[t] = s;
 	pthread_mutex_lock(&m->pool_lock);
-	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i += CHUNK_MAX) {
 		size_t T = n - i < CHUNK_MAX ? n - i : CHUNK_MAX;
-		rc = run_chunk(m, s, tokens + i, T, i + T == n ? logits : NULL);
+		for (size_t t = 0; t < T; t++)
+			pos[t] = s->n_kv + t;
+		if ((rc = engine_state_reserve(s, s->n_kv + T)))
+			break;
+		pass P = {.m = m, .seq = seq, .pos = pos, .T = T, .gemm_min = GEMM_MIN};
+		rc = run_chunk(&P, tokens + i, i + T == n ? logits : NULL, false);
 	}
 	pthread_mutex_unlock(&m->pool_lock);
 	return rc;
@@ -500,5 +484,38 @@ int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size
 
 int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits)
 {
-	return engine_prefill(m, s, &token, 1, logits);
+	return engine_decode_batch(m, &s, &token, 1, logits);
+}
+
+int engine_decode_batch(engine_model *m, engine_state *const *states, const int32_t *tokens, size_t n,
+			float *logits)
+{
+	if (!n)
+		return ag_error_set(AG_EINVAL, "forward: no sequences");
+	int rc = check_tokens(m, tokens, n);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		if (states[i]->m != m)
+			return ag_error_set(AG_EINVAL, "forward: state %zu belongs to another model", i);
+		for (size_t j = 0; j < i; j++)
+			if (states[j] == states[i])
+				return ag_error_set(AG_EINVAL, "forward: state %zu is also state %zu", i, j);
+	}
+	uint64_t pos[CHUNK_MAX];
+	pthread_mutex_lock(&m->pool_lock);
+	for (size_t i = 0; i < n && !rc; i += CHUNK_MAX) {
+		size_t T = n - i < CHUNK_MAX ? n - i : CHUNK_MAX;
+		for (size_t t = 0; t < T && !rc; t++) {
+			pos[t] = states[i + t]->n_kv;
+			rc = engine_state_reserve(states[i + t], pos[t] + 1);
+		}
+		if (rc)
+			break;
+		/* the row kernels keep each sequence's sums independent of its batch */
+		pass P = {.m = m, .seq = states + i, .pos = pos, .T = T, .gemm_min = SIZE_MAX};
+		rc = run_chunk(&P, tokens + i, logits ? logits + i * m->cfg.n_vocab : NULL, true);
+	}
+	pthread_mutex_unlock(&m->pool_lock);
+	return rc;
 }
