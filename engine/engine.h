@@ -416,12 +416,92 @@ int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t
 
 /* ===================== end of engine core ===================== */
 
+/* =====================================================================
+ * Grammar-constrained decoding from JSON Schema
+ * (engine/grammar.c, grammar_schema.c, grammar_vocab.c)
+ * ===================================================================== */
+
+/* How a schema compiles. Every cap keeps generation finite: a string, an array, a
+ * number or an object never grows past them, whatever the model prefers. */
+typedef struct engine_grammar_options {
+	uint32_t max_string; /* characters in a string without a smaller maxLength (256) */
+	uint32_t max_items;  /* items in an array without a smaller maxItems (64) */
+	uint32_t max_digits; /* digits of an integer part or a fraction, 1..18 (15) */
+	uint32_t max_props;  /* additional (undeclared) properties per object (16) */
+	uint32_t max_depth;  /* nesting of values, schemaless ones included, 1..24 (12) */
+	bool closed_objects; /* objects without additionalProperties take it as false */
+	bool newlines;       /* one optional '\n' before the value, and after it when no suffix */
+	const char *prefix;  /* text that must come before the value (e.g. "<tool_call>\n"), or NULL */
+	const char *suffix;  /* text that must follow it, or NULL */
+} engine_grammar_options;
+
+void engine_grammar_options_init(engine_grammar_options *o);
+
+/* A compiled schema: immutable, may be shared by many matchers and threads. */
+typedef struct engine_grammar engine_grammar;
+
+/* Compiles a JSON Schema into a byte-level matcher that accepts exactly the compact JSON
+ * texts the schema allows (at most one space after ':' and ',', no other white space),
+ * within the caps. Supported: type (one or a list), properties, required,
+ * additionalProperties (boolean or schema), items, minItems, maxItems, minLength, maxLength,
+ * enum, const, anyOf, oneOf (as anyOf). Annotations are ignored, and so are keywords that
+ * only narrow values (minimum, maximum, pattern, format, ...: see grammar_schema.c);
+ * keywords that change the structure ($ref, allOf, not, if, patternProperties, ...) are
+ * refused with AG_EUNSUPPORTED naming them; AG_EINVAL for a malformed or unsatisfiable
+ * schema, AG_ELIMIT past the caps. opt may be NULL (the defaults). */
+int engine_grammar_compile(engine_grammar **out, const json_t *schema, const engine_grammar_options *opt);
+/* The tool-call grammar: {"name": one of the tools' names, "arguments": that tool's
+ * parameters} for tools in the OpenAI shape ([{"type": "function", "function": {"name",
+ * "parameters"}}] or bare function objects). only: NULL, or the one tool allowed. */
+int engine_grammar_compile_tools(engine_grammar **out, const json_t *tools, const char *only,
+				 const engine_grammar_options *opt);
+void engine_grammar_free(engine_grammar *g);
+
+/* Where a generation stands in a grammar. */
+typedef struct engine_grammar_matcher engine_grammar_matcher;
+
+int engine_grammar_matcher_new(engine_grammar_matcher **out, const engine_grammar *g);
+void engine_grammar_matcher_free(engine_grammar_matcher *m);
+void engine_grammar_matcher_reset(engine_grammar_matcher *m);
+/* Advances by bytes; AG_EINVAL (state unchanged) when the grammar does not accept them. */
+int engine_grammar_matcher_feed(engine_grammar_matcher *m, const void *bytes, size_t n);
+/* Whether bytes would be accepted from here (state unchanged). */
+bool engine_grammar_matcher_accepts(const engine_grammar_matcher *m, const void *bytes, size_t n);
+/* A whole value (and the suffix) has been read: the text may end here. */
+bool engine_grammar_matcher_complete(const engine_grammar_matcher *m);
+/* No byte can follow: the text must end here. */
+bool engine_grammar_matcher_finished(const engine_grammar_matcher *m);
+
+/* A vocabulary as bytes, in a trie, for masking. */
+typedef struct engine_grammar_vocab engine_grammar_vocab;
+
+/* From a tokenizer: normal tokens by their pieces (U+2581 as a space, byte-level BPE
+ * mapped back), <0xNN> tokens as their byte; control, user-defined, unknown and unused
+ * tokens are never allowed by the grammar (they are special, not JSON). */
+int engine_grammar_vocab_new(engine_grammar_vocab **out, const engine_tokenizer *t);
+/* From explicit pieces: piece i (lens[i] bytes) or NULL for a token the grammar never allows. */
+int engine_grammar_vocab_new_pieces(engine_grammar_vocab **out, const char *const *pieces,
+				    const size_t *lens, size_t n_vocab);
+void engine_grammar_vocab_free(engine_grammar_vocab *v);
+size_t engine_grammar_vocab_size(const engine_grammar_vocab *v);
+
+/* The tokens that may come next: bit i of mask (ceil(n_vocab / 32) words, all written) is
+ * set iff every byte of token i is accepted in turn; the end_ids (EOS, end of turn,
+ * </tool_call>) are allowed iff the value is complete. */
+int engine_grammar_mask(engine_grammar_matcher *m, const engine_grammar_vocab *v, const int32_t *end_ids,
+			size_t n_end, uint32_t *mask);
+/* Sets logits of tokens outside the mask to -inf; returns how many stay allowed. */
+size_t engine_grammar_mask_apply(float *logits, const uint32_t *mask, size_t n_vocab);
+
+/* ================== end of grammar-constrained decoding ================== */
+
 /* ============ chat requests, and the remote backend (OpenAI-compatible) ============ */
 
 /* One chat completion, in the OpenAI shape, as both backends take it. */
 typedef struct engine_chat_request {
 	const json_t *messages;        /* [{"role", "content", "tool_calls"?}] */
 	const json_t *tools;           /* [{"type": "function", "function": {...}}] or NULL */
+	const json_t *tool_choice;     /* "auto", "required", {"function": {"name"}} or NULL (auto) */
 	const json_t *response_format; /* {"type": "json_schema", ...} or NULL */
 	const json_t *stop;            /* a string or an array of strings, or NULL */
 	int max_tokens;                /* 0: the backend's default */
