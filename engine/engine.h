@@ -392,6 +392,10 @@ int engine_state_restore(engine_state **out, const engine_model *m, const uint8_
 /* Forgets the n oldest K/V entries of every attention layer (no positions to
  * re-index: Jamba attention has none); the Mamba state keeps what it carried. */
 int engine_state_drop_oldest(engine_state *s, uint64_t n);
+/* Appends n positions of pseudo-random K/V to every attention layer, as if n
+ * tokens had been read (their content means nothing). For benchmarks that need a
+ * long context without the time to prefill one. */
+int engine_state_fill_synthetic(engine_state *s, uint64_t n, uint64_t seed);
 
 /* ---- forward passes ---- */
 
@@ -480,8 +484,8 @@ typedef struct engine_grammar_vocab engine_grammar_vocab;
  * tokens are never allowed by the grammar (they are special, not JSON). */
 int engine_grammar_vocab_new(engine_grammar_vocab **out, const engine_tokenizer *t);
 /* From explicit pieces: piece i (lens[i] bytes) or NULL for a token the grammar never allows. */
-int engine_grammar_vocab_new_pieces(engine_grammar_vocab **out, const char *const *pieces,
-				    const size_t *lens, size_t n_vocab);
+int engine_grammar_vocab_new_pieces(engine_grammar_vocab **out, const char *const *pieces, const size_t *lens,
+				    size_t n_vocab);
 void engine_grammar_vocab_free(engine_grammar_vocab *v);
 size_t engine_grammar_vocab_size(const engine_grammar_vocab *v);
 

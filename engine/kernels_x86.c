@@ -96,40 +96,73 @@ T512 static inline void load512(uint32_t type, const uint8_t *p, __m512 *w0, __m
 
 T512 static inline float hsum512(__m512 a) { return _mm512_reduce_add_ps(a); }
 
-/* Rows [r0, r1) of w against n_tok tokens, up to G at a time (16 accumulators
- * of 32 registers). The type switch inside load512 is hoisted by the compiler
- * out of the block loop once the function is specialised per type below. */
-enum { G512 = 8 };
+/* A tile of RB rows (from r) against TB tokens (from t0), RB and TB constants
+ * so every accumulator lives in a register. Each (row, token) sums in two
+ * accumulators, the low and high 16 values of each block, block after block:
+ * the same order for any tile shape, so a token's result never depends on the
+ * tokens beside it. Weights are widened once per block for all TB tokens,
+ * and each activation vector is loaded once for all RB rows. */
+#define TILE512(TYPE, RB, TB)                                                                                \
+	do {                                                                                                 \
+		__m512 a0[RB][TB], a1[RB][TB];                                                               \
+		_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                                      \
+			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++) a0[i][t] = a1[i][t] =        \
+				_mm512_setzero_ps();                                                         \
+		const uint8_t *row = w->data + r * w->row_bytes;                                             \
+		for (size_t b = 0; b < nb; b++) {                                                            \
+			__m512 w0[RB], w1[RB];                                                               \
+			_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                              \
+				load512(TYPE, row + i * w->row_bytes + b * bb, &w0[i], &w1[i]);              \
+			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++)                              \
+			{                                                                                    \
+				const float *xt = x + (t0 + t) * n + b * 32;                                 \
+				__m512 x0 = _mm512_loadu_ps(xt), x1 = _mm512_loadu_ps(xt + 16);              \
+				_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                      \
+				{                                                                            \
+					a0[i][t] = _mm512_fmadd_ps(w0[i], x0, a0[i][t]);                     \
+					a1[i][t] = _mm512_fmadd_ps(w1[i], x1, a1[i][t]);                     \
+				}                                                                            \
+			}                                                                                    \
+		}                                                                                            \
+		_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                                      \
+			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++)                              \
+		{                                                                                            \
+			float s = hsum512(_mm512_add_ps(a0[i][t], a1[i][t]));                                \
+			if (nb * 32 < n)                                                                     \
+				s += tail_dot(w, row + i * w->row_bytes, x + (t0 + t) * n, nb * 32, n);      \
+			y[(t0 + t) * ldy + r + i] = s;                                                       \
+		}                                                                                            \
+	} while (0)
 
+/* Rows [r0, r1) of w against n_tok tokens. Rows go in slices that stay in L2
+ * while every group of tokens passes over them, so a batch reads each weight
+ * from memory once. */
 #define ROWS512(NAME, TYPE)                                                                                  \
 	T512 static void NAME(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy,    \
 			      uint64_t r0, uint64_t r1)                                                      \
 	{                                                                                                    \
 		size_t n = (size_t)w->cols, nb = n / 32, bb = block_bytes(TYPE);                             \
-		for (uint64_t r = r0; r < r1; r++) {                                                         \
-			const uint8_t *row = w->data + r * w->row_bytes;                                     \
-			for (size_t t0 = 0; t0 < n_tok; t0 += G512) {                                        \
-				size_t g = n_tok - t0 < G512 ? n_tok - t0 : G512;                            \
-				__m512 a0[G512], a1[G512];                                                   \
-				for (size_t t = 0; t < G512; t++)                                            \
-					a0[t] = a1[t] = _mm512_setzero_ps();                                 \
-				const uint8_t *p = row;                                                      \
-				for (size_t b = 0; b < nb; b++, p += bb) {                                   \
-					__m512 w0, w1;                                                       \
-					load512(TYPE, p, &w0, &w1);                                          \
-					for (size_t t = 0; t < g; t++) {                                     \
-						const float *xt = x + (t0 + t) * n + b * 32;                 \
-						a0[t] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xt), a0[t]);     \
-						a1[t] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xt + 16),        \
-									a1[t]);                              \
-					}                                                                    \
-				}                                                                            \
-				for (size_t t = 0; t < g; t++) {                                             \
-					float s = hsum512(_mm512_add_ps(a0[t], a1[t]));                      \
-					if (nb * 32 < n)                                                     \
-						s += tail_dot(w, row, x + (t0 + t) * n, nb * 32, n);         \
-					y[(t0 + t) * ldy + r] = s;                                           \
-				}                                                                            \
+		uint64_t slice = n_tok > 2 ? (256u << 10) / w->row_bytes + 1 : r1 - r0;                      \
+		for (uint64_t s0 = r0; s0 < r1; s0 += slice) {                                               \
+			uint64_t s1 = s0 + slice < r1 ? s0 + slice : r1, r;                                  \
+			size_t t0 = 0;                                                                       \
+			for (; t0 + 4 <= n_tok; t0 += 4) {                                                   \
+				for (r = s0; r + 2 <= s1; r += 2)                                            \
+					TILE512(TYPE, 2, 4);                                                 \
+				for (; r < s1; r++)                                                          \
+					TILE512(TYPE, 1, 4);                                                 \
+			}                                                                                    \
+			for (; t0 + 2 <= n_tok; t0 += 2) {                                                   \
+				for (r = s0; r + 4 <= s1; r += 4)                                            \
+					TILE512(TYPE, 4, 2);                                                 \
+				for (; r < s1; r++)                                                          \
+					TILE512(TYPE, 1, 2);                                                 \
+			}                                                                                    \
+			for (; t0 < n_tok; t0++) {                                                           \
+				for (r = s0; r + 4 <= s1; r += 4)                                            \
+					TILE512(TYPE, 4, 1);                                                 \
+				for (; r < s1; r++)                                                          \
+					TILE512(TYPE, 1, 1);                                                 \
 			}                                                                                    \
 		}                                                                                            \
 	}
@@ -254,41 +287,62 @@ T256 static inline float hsum256(__m256 a)
 	return _mm_cvtss_f32(s);
 }
 
-enum { G256 = 4 };
+/* As TILE512 with 8-float vectors: a block is four vectors; each (row, token)
+ * sums in two accumulators (vectors 0 and 2 of a block into a0, 1 and 3 into
+ * a1), in an order independent of the tile shape. */
+#define TILE256(TYPE, RB, TB)                                                                                \
+	do {                                                                                                 \
+		__m256 a0[RB][TB], a1[RB][TB];                                                               \
+		_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                                      \
+			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++) a0[i][t] = a1[i][t] =        \
+				_mm256_setzero_ps();                                                         \
+		const uint8_t *row = w->data + r * w->row_bytes;                                             \
+		for (size_t b = 0; b < nb; b++) {                                                            \
+			__m256 wv[RB][4];                                                                    \
+			_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                              \
+				load256(TYPE, row + i * w->row_bytes + b * bb, wv[i]);                       \
+			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++)                              \
+			{                                                                                    \
+				const float *xt = x + (t0 + t) * n + b * 32;                                 \
+				_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                      \
+				{                                                                            \
+					a0[i][t] = _mm256_fmadd_ps(wv[i][0], _mm256_loadu_ps(xt), a0[i][t]); \
+					a1[i][t] = _mm256_fmadd_ps(wv[i][1], _mm256_loadu_ps(xt + 8),        \
+								   a1[i][t]);                                \
+					a0[i][t] = _mm256_fmadd_ps(wv[i][2], _mm256_loadu_ps(xt + 16),       \
+								   a0[i][t]);                                \
+					a1[i][t] = _mm256_fmadd_ps(wv[i][3], _mm256_loadu_ps(xt + 24),       \
+								   a1[i][t]);                                \
+				}                                                                            \
+			}                                                                                    \
+		}                                                                                            \
+		_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                                      \
+			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++)                              \
+		{                                                                                            \
+			float s = hsum256(_mm256_add_ps(a0[i][t], a1[i][t]));                                \
+			if (nb * 32 < n)                                                                     \
+				s += tail_dot(w, row + i * w->row_bytes, x + (t0 + t) * n, nb * 32, n);      \
+			y[(t0 + t) * ldy + r + i] = s;                                                       \
+		}                                                                                            \
+	} while (0)
 
 #define ROWS256(NAME, TYPE)                                                                                  \
 	T256 static void NAME(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy,    \
 			      uint64_t r0, uint64_t r1)                                                      \
 	{                                                                                                    \
 		size_t n = (size_t)w->cols, nb = n / 32, bb = block_bytes(TYPE);                             \
-		for (uint64_t r = r0; r < r1; r++) {                                                         \
-			const uint8_t *row = w->data + r * w->row_bytes;                                     \
-			for (size_t t0 = 0; t0 < n_tok; t0 += G256) {                                        \
-				size_t g = n_tok - t0 < G256 ? n_tok - t0 : G256;                            \
-				__m256 a0[G256], a1[G256];                                                   \
-				for (size_t t = 0; t < G256; t++)                                            \
-					a0[t] = a1[t] = _mm256_setzero_ps();                                 \
-				const uint8_t *p = row;                                                      \
-				for (size_t b = 0; b < nb; b++, p += bb) {                                   \
-					__m256 wv[4];                                                        \
-					load256(TYPE, p, wv);                                                \
-					for (size_t t = 0; t < g; t++) {                                     \
-						const float *xt = x + (t0 + t) * n + b * 32;                 \
-						a0[t] = _mm256_fmadd_ps(wv[0], _mm256_loadu_ps(xt), a0[t]);  \
-						a1[t] = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xt + 8),      \
-									a1[t]);                              \
-						a0[t] = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(xt + 16),     \
-									a0[t]);                              \
-						a1[t] = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xt + 24),     \
-									a1[t]);                              \
-					}                                                                    \
-				}                                                                            \
-				for (size_t t = 0; t < g; t++) {                                             \
-					float s = hsum256(_mm256_add_ps(a0[t], a1[t]));                      \
-					if (nb * 32 < n)                                                     \
-						s += tail_dot(w, row, x + (t0 + t) * n, nb * 32, n);         \
-					y[(t0 + t) * ldy + r] = s;                                           \
-				}                                                                            \
+		uint64_t slice = n_tok > 2 ? (256u << 10) / w->row_bytes + 1 : r1 - r0;                      \
+		for (uint64_t s0 = r0; s0 < r1; s0 += slice) {                                               \
+			uint64_t s1 = s0 + slice < r1 ? s0 + slice : r1, r;                                  \
+			size_t t0 = 0;                                                                       \
+			for (; t0 + 2 <= n_tok; t0 += 2)                                                     \
+				for (r = s0; r < s1; r++)                                                    \
+					TILE256(TYPE, 1, 2);                                                 \
+			for (; t0 < n_tok; t0++) {                                                           \
+				for (r = s0; r + 2 <= s1; r += 2)                                            \
+					TILE256(TYPE, 2, 1);                                                 \
+				for (; r < s1; r++)                                                          \
+					TILE256(TYPE, 1, 1);                                                 \
 			}                                                                                    \
 		}                                                                                            \
 	}

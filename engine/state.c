@@ -151,6 +151,28 @@ int engine_state_drop_oldest(engine_state *s, uint64_t n)
 	return 0;
 }
 
+int engine_state_fill_synthetic(engine_state *s, uint64_t n, uint64_t seed)
+{
+	int rc = engine_state_reserve(s, s->n_kv + n);
+	if (rc)
+		return rc;
+	uint64_t x = seed * 0x9e3779b97f4a7c15ULL + 1;
+	for (uint32_t i = 0; i < s->n_attn; i++) {
+		size_t count = (size_t)n * s->kv_dim[i];
+		float *k = s->k[i] + s->n_kv * s->kv_dim[i], *v = s->v[i] + s->n_kv * s->kv_dim[i];
+		for (size_t j = 0; j < count; j++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			k[j] = (float)((int64_t)(x >> 40) - (1 << 23)) * 0x1p-23f; /* in [-1, 1) */
+			v[j] = (float)((int64_t)(x & 0xffffff) - (1 << 23)) * 0x1p-23f;
+		}
+	}
+	s->n_kv += n;
+	s->n_tokens += n;
+	return 0;
+}
+
 /* ------------------------------------------------------------ bytes */
 
 static void put32(ag_buf *b, uint32_t v, int *rc)
