@@ -10,8 +10,16 @@
  * document or a user cannot forge a turn boundary. One sequence advances at
  * a time (the forward pass shares its scratch buffers); batching many
  * sequences through one pass is the engine's next step.
+ *
+ * Constrained decoding (engine/grammar*.c, wired in local_grammar.c): a
+ * response_format json_schema constrains the whole answer to the schema; a
+ * tool call the model opens with <tool_call> is constrained to {"name": one
+ * of the tools, "arguments": its parameters}; tool_choice "required" or a
+ * named function forces one such call. Constrained answers skip the opened
+ * think block, so the first token is already JSON.
  */
 #include "engine/engine.h"
+#include "engine/local_internal.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,16 +27,6 @@
 
 #define DEFAULT_MAX_TOKENS 512
 #define ZWSP               "\xe2\x80\x8b"
-
-struct engine_local {
-	engine_model *model;
-	engine_tokenizer *tok;
-	engine_chat_format format;
-	pthread_mutex_t lock;
-	char **specials; /* texts of control and user-defined tokens */
-	size_t nspecials;
-	char name[128];
-};
 
 static void free_specials(engine_local *l)
 {
@@ -103,6 +101,7 @@ void engine_local_free(engine_local *l)
 	if (l->specials)
 		pthread_mutex_destroy(&l->lock);
 	free_specials(l);
+	engine_grammar_vocab_free(l->gvocab);
 	engine_tokenizer_free(l->tok);
 	engine_model_free(l->model);
 	ag_free(l);
@@ -168,7 +167,7 @@ static json_t *safe_messages(const engine_local *l, const json_t *messages)
 
 /* Tokens of the rendered messages; *out is the caller's. */
 static int prompt_tokens(engine_local *l, const json_t *messages, const json_t *tools, bool fresh,
-			 bool generation_prompt, int32_t **out, size_t *n)
+			 bool generation_prompt, bool think, int32_t **out, size_t *n)
 {
 	json_t *safe = safe_messages(l, messages);
 	if (!safe)
@@ -178,6 +177,7 @@ static int prompt_tokens(engine_local *l, const json_t *messages, const json_t *
 	opt.format = l->format;
 	opt.add_bos = false; /* the BOS id is added below, whatever the vocabulary spells it */
 	opt.add_generation_prompt = generation_prompt;
+	opt.think = think;
 	char *text;
 	size_t len;
 	int rc = engine_chat_render(&text, &len, &opt, safe, tools);
@@ -292,7 +292,7 @@ static void stream_flush(answer_stream *a)
 }
 
 static int generate(engine_local *l, engine_state *s, const engine_chat_request *req, const int32_t *prompt,
-		    size_t nprompt, engine_chat_response *out)
+		    size_t nprompt, bool think, engine_chat_response *out)
 {
 	const engine_config *cfg = engine_model_config(l->model);
 	float *logits = ag_malloc((size_t)cfg->n_vocab * sizeof *logits);
@@ -307,8 +307,13 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	answer_stream a = {.req = req, .visible = SIZE_MAX};
 	engine_detok dt;
 	ag_buf piece = AG_BUF_INIT;
-	int rc = logits ? engine_sampler_new(&sampler, &sp)
+	local_constraint con;
+	int rc = logits ? local_constraint_init(&con, l, req)
 			: ag_error_set(AG_ENOMEM, "out of memory generating");
+	if (!rc)
+		rc = engine_sampler_new(&sampler, &sp);
+	else
+		memset(&con, 0, sizeof con);
 	if (!rc)
 		rc = engine_prefill(l->model, s, prompt, nprompt, logits);
 	for (size_t i = 0; i < nprompt && !rc; i++)
@@ -317,12 +322,19 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	 * one detokenizer for every token keeps characters split across tokens in order. */
 	engine_detok_init(&dt, l->tok, true);
 	/* The ChatML generation prompt opens <think>: the answer starts after </think>. */
-	bool thinking = l->format == ENGINE_CHAT_CHATML;
+	bool thinking = l->format == ENGINE_CHAT_CHATML && think;
 	int max = req->max_tokens > 0 ? req->max_tokens : DEFAULT_MAX_TOKENS;
 	int n = 0;
 	const char *reason = "length";
 	while (!rc && n < max) {
 		int32_t tok;
+		bool none;
+		if ((rc = local_constraint_mask(&con, logits, cfg->n_vocab, &none)))
+			break;
+		if (none) { /* the grammar allows nothing more: the answer is whole */
+			reason = "stop";
+			break;
+		}
 		if ((rc = engine_sample(sampler, logits, cfg->n_vocab, &tok)))
 			break;
 		if (engine_token_is_eog(l->tok, tok)) {
@@ -337,6 +349,8 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 			break;
 		if (piece.len)
 			stream_push(&a, piece.data, piece.len, thinking);
+		if ((rc = local_constraint_accept(&con, tok, a.all.data, a.all.len)))
+			break;
 		if (a.stopped || a.hit_stop) {
 			reason = a.stopped ? "cancelled" : "stop";
 			break;
@@ -376,6 +390,7 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	out->completion_tokens = n;
 	snprintf(out->finish_reason, sizeof out->finish_reason, "%s",
 		 out->tool_calls ? "tool_calls" : reason);
+	local_constraint_free(&con);
 	engine_sampler_free(sampler);
 	ag_free(logits);
 	ag_buf_free(&piece);
@@ -390,7 +405,8 @@ int engine_local_chat_state(engine_local *l, engine_state *state, const engine_c
 	int32_t *prompt;
 	size_t n;
 	bool fresh = !state || engine_state_n_tokens(state) == 0;
-	int rc = prompt_tokens(l, req->messages, req->tools, fresh, true, &prompt, &n);
+	bool think = !local_constraint_from_start(req);
+	int rc = prompt_tokens(l, req->messages, req->tools, fresh, true, think, &prompt, &n);
 	if (rc)
 		return rc;
 	engine_state *s = state;
@@ -398,7 +414,7 @@ int engine_local_chat_state(engine_local *l, engine_state *state, const engine_c
 	if (!s)
 		rc = engine_state_new(&s, l->model);
 	if (!rc)
-		rc = generate(l, s, req, prompt, n, out);
+		rc = generate(l, s, req, prompt, n, think, out);
 	pthread_mutex_unlock(&l->lock);
 	if (s != state)
 		engine_state_free(s);
@@ -416,14 +432,15 @@ int engine_local_chat(engine_local *l, const engine_chat_request *req, engine_ch
 int engine_local_tokens(engine_local *l, const json_t *messages, const json_t *tools, bool fresh,
 			bool generation_prompt, int32_t **out, size_t *n)
 {
-	return prompt_tokens(l, messages, tools, fresh, generation_prompt, out, n);
+	return prompt_tokens(l, messages, tools, fresh, generation_prompt, true, out, n);
 }
 
 int engine_local_absorb(engine_local *l, engine_state *state, const json_t *messages)
 {
 	int32_t *tokens;
 	size_t n;
-	int rc = prompt_tokens(l, messages, NULL, engine_state_n_tokens(state) == 0, false, &tokens, &n);
+	int rc =
+		prompt_tokens(l, messages, NULL, engine_state_n_tokens(state) == 0, false, true, &tokens, &n);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&l->lock);
