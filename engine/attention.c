@@ -53,13 +53,10 @@ static void segment(const attn_round *r, size_t item, float *sc)
 		part[h * (hd + 2) + hd] = -INFINITY;
 		part[h * (hd + 2) + hd + 1] = 0;
 	}
+	const engine_kernels *kern = r->kern;
 	for (size_t b0 = p0; b0 < p1; b0 += BLK) {
 		size_t nb = p1 - b0 < BLK ? p1 - b0 : BLK;
-		for (size_t p = 0; p < nb; p++) {
-			const float *kp = K + (b0 + p) * r->kvd;
-			for (size_t h = 0; h < group; h++)
-				sc[h * BLK + p] = r->kern->dot(q + h * hd, kp, hd) * r->scale;
-		}
+		kern->att_scores(q, group, hd, K + b0 * r->kvd, r->kvd, nb, r->scale, sc, BLK);
 		for (size_t h = 0; h < group; h++) {
 			float *o = part + h * (hd + 2), *m = o + hd, *l = o + hd + 1, *s = sc + h * BLK;
 			float bm = s[0];
@@ -72,15 +69,8 @@ static void segment(const attn_round *r, size_t item, float *sc)
 				*l *= corr;
 				*m = bm;
 			}
-			for (size_t p = 0; p < nb; p++) {
-				s[p] = expf(s[p] - *m);
-				*l += s[p];
-			}
-		}
-		for (size_t p = 0; p < nb; p++) {
-			const float *vp = V + (b0 + p) * r->kvd;
-			for (size_t h = 0; h < group; h++)
-				axpy(part + h * (hd + 2), sc[h * BLK + p], vp, hd);
+			*l += kern->att_exp(s, nb, *m);
+			kern->att_accum(o, s, V + b0 * r->kvd, r->kvd, nb, hd);
 		}
 	}
 }

@@ -60,7 +60,21 @@ typedef struct engine_kernels {
 	 * scratch holds w->cols floats (the dequantised row, reused for every token). */
 	void (*rows)(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
 		     uint64_t r1, float *scratch);
+	/* Attention over a block of n cached positions (rows of stride floats):
+	 * s[h * lds + p] = (q_h . K_p) * scale for the group's query heads q_h (hd apart); */
+	void (*att_scores)(const float *q, size_t group, size_t hd, const float *K, size_t stride, size_t n,
+			   float scale, float *s, size_t lds);
+	/* s[p] = exp(s[p] - m) for p < n; returns their sum; */
+	float (*att_exp)(float *s, size_t n, float m);
+	/* o[e] += sum over p < n of w[p] * V_p[e], for e < hd. */
+	void (*att_accum)(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd);
 } engine_kernels;
+
+/* The portable attention kernels, which the SIMD sets fall back to. */
+void engine_att_scores_portable(const float *q, size_t group, size_t hd, const float *K, size_t stride,
+				size_t n, float scale, float *s, size_t lds);
+float engine_att_exp_portable(float *s, size_t n, float m);
+void engine_att_accum_portable(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd);
 
 extern const engine_kernels engine_kernels_portable;
 

@@ -325,9 +325,35 @@ static void rows_portable(const engine_weight *w, const float *x, size_t n_tok, 
 	}
 }
 
+void engine_att_scores_portable(const float *q, size_t group, size_t hd, const float *K, size_t stride,
+				size_t n, float scale, float *s, size_t lds)
+{
+	for (size_t p = 0; p < n; p++)
+		for (size_t h = 0; h < group; h++)
+			s[h * lds + p] = dot_portable(q + h * hd, K + p * stride, hd) * scale;
+}
+
+float engine_att_exp_portable(float *s, size_t n, float m)
+{
+	float sum = 0;
+	for (size_t p = 0; p < n; p++)
+		sum += (s[p] = expf(s[p] - m));
+	return sum;
+}
+
+void engine_att_accum_portable(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd)
+{
+	for (size_t p = 0; p < n; p++)
+		for (size_t e = 0; e < hd; e++)
+			o[e] += w[p] * V[p * stride + e];
+}
+
 const engine_kernels engine_kernels_portable = {
 	.name = "portable",
 	.dot = dot_portable,
 	.row_to_f32 = row_to_f32_portable,
 	.rows = rows_portable,
+	.att_scores = engine_att_scores_portable,
+	.att_exp = engine_att_exp_portable,
+	.att_accum = engine_att_accum_portable,
 };

@@ -228,11 +228,100 @@ static void rows512(const engine_weight *w, const float *x, size_t n_tok, float 
 	}
 }
 
+/* Attention with hd a multiple of 16 (128 in every Jamba): a K row is held in
+ * registers while every query head of the group is dotted with it. */
+T512 static void att_scores512(const float *q, size_t group, size_t hd, const float *K, size_t stride,
+			       size_t n, float scale, float *s, size_t lds)
+{
+	if (hd % 16 || hd > 256) {
+		engine_att_scores_portable(q, group, hd, K, stride, n, scale, s, lds);
+		return;
+	}
+	size_t nv = hd / 16;
+	for (size_t p = 0; p < n; p++) {
+		__m512 k[16];
+		for (size_t v = 0; v < nv; v++)
+			k[v] = _mm512_loadu_ps(K + p * stride + 16 * v);
+		for (size_t h = 0; h < group; h++) {
+			const float *qh = q + h * hd;
+			__m512 a0 = _mm512_mul_ps(k[0], _mm512_loadu_ps(qh)), a1 = _mm512_setzero_ps();
+			for (size_t v = 1; v + 1 < nv; v += 2) {
+				a1 = _mm512_fmadd_ps(k[v], _mm512_loadu_ps(qh + 16 * v), a1);
+				a0 = _mm512_fmadd_ps(k[v + 1], _mm512_loadu_ps(qh + 16 * v + 16), a0);
+			}
+			if (nv % 2 == 0)
+				a1 = _mm512_fmadd_ps(k[nv - 1], _mm512_loadu_ps(qh + 16 * (nv - 1)), a1);
+			s[h * lds + p] = hsum512(_mm512_add_ps(a0, a1)) * scale;
+		}
+	}
+}
+
+/* exp(x) for x <= 0 as 2^n * P(r): n = round(x / ln 2), r = x - n ln 2 in two
+ * parts, P a degree-6 Taylor polynomial (error about 2 ulp); scalef takes the
+ * far negative end to 0. */
+T512 static inline __m512 exp512(__m512 x)
+{
+	x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+	__m512 p = _mm512_set1_ps(1.0f / 720);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+T512 static float att_exp512(float *s, size_t n, float m)
+{
+	__m512 sum = _mm512_setzero_ps(), mv = _mm512_set1_ps(m);
+	size_t p = 0;
+	for (; p + 16 <= n; p += 16) {
+		__m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + p), mv));
+		_mm512_storeu_ps(s + p, e);
+		sum = _mm512_add_ps(sum, e);
+	}
+	if (p < n) {
+		__mmask16 k = (__mmask16)((1u << (n - p)) - 1);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + p), mv));
+		_mm512_mask_storeu_ps(s + p, k, e);
+		sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, e));
+	}
+	return hsum512(sum);
+}
+
+/* o stays in registers over the whole block. */
+T512 static void att_accum512(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd)
+{
+	if (hd % 16 || hd > 256) {
+		engine_att_accum_portable(o, w, V, stride, n, hd);
+		return;
+	}
+	size_t nv = hd / 16;
+	__m512 acc[16];
+	for (size_t v = 0; v < nv; v++)
+		acc[v] = _mm512_loadu_ps(o + 16 * v);
+	for (size_t p = 0; p < n; p++) {
+		__m512 wp = _mm512_set1_ps(w[p]);
+		for (size_t v = 0; v < nv; v++)
+			acc[v] = _mm512_fmadd_ps(wp, _mm512_loadu_ps(V + p * stride + 16 * v), acc[v]);
+	}
+	for (size_t v = 0; v < nv; v++)
+		_mm512_storeu_ps(o + 16 * v, acc[v]);
+}
+
 static const engine_kernels kernels_avx512 = {
 	.name = "avx512",
 	.dot = dot512,
 	.row_to_f32 = row_to_f32_512,
 	.rows = rows512,
+	.att_scores = att_scores512,
+	.att_exp = att_exp512,
+	.att_accum = att_accum512,
 };
 
 /* ================================================================ AVX2 */
@@ -412,6 +501,9 @@ static const engine_kernels kernels_avx2 = {
 	.dot = dot256,
 	.row_to_f32 = row_to_f32_256,
 	.rows = rows256,
+	.att_scores = engine_att_scores_portable,
+	.att_exp = engine_att_exp_portable,
+	.att_accum = engine_att_accum_portable,
 };
 
 #endif
