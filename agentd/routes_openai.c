@@ -249,6 +249,16 @@ static int parse_tools(chat_call *c, const json_t *tools, agentd_response *res, 
 	return c->tools ? 0 : ag_error_set(AG_ENOMEM, "out of memory");
 }
 
+/* A response format's schema is what the engine's grammar compiles (a wider subset than
+ * tool parameters: unions, null, anyOf), so the local engine can always honour it. */
+static int response_schema_check(const json_t *schema)
+{
+	engine_grammar *g;
+	int rc = engine_grammar_compile(&g, schema, NULL);
+	engine_grammar_free(g);
+	return rc;
+}
+
 /* Returns 0 with *bad set when res already holds a 400. */
 static int parse_request(chat_call *c, const json_t *body, agentd_response *res, bool *bad)
 {
@@ -396,7 +406,7 @@ static int parse_request(chat_call *c, const json_t *body, agentd_response *res,
 					   "json_schema");
 		}
 		if (strcmp(type, "json_schema") == 0 &&
-		    (!json_is_object(schema) || tools_schema_check(schema))) {
+		    (!json_is_object(schema) || response_schema_check(schema))) {
 			*bad = true;
 			return bad_request(res, "response_format",
 					   "response_format.json_schema.schema is not a valid JSON "
@@ -407,6 +417,7 @@ static int parse_request(chat_call *c, const json_t *body, agentd_response *res,
 	}
 	c->req.messages = c->messages;
 	c->req.tools = c->tools;
+	c->req.tool_choice = c->tools ? c->tool_choice : NULL;
 	c->req.response_format = c->response_format;
 	c->req.stop = c->stop;
 	return 0;

@@ -131,6 +131,8 @@ static int text_cmp(const void *a, const void *b)
 /* Sorts texts [first, end) and refuses duplicates (the same enum value or name twice). */
 static int sort_texts(engine_grammar *g, uint32_t first, const char *what)
 {
+	if (g->n_texts - first < 2)
+		return 0;
 	qsort(g->texts + first, g->n_texts - first, sizeof *g->texts, text_cmp);
 	for (size_t i = first + 1; i < g->n_texts; i++)
 		if (text_cmp(&g->texts[i - 1], &g->texts[i]) == 0) {

@@ -159,6 +159,8 @@ static char *request_body(const engine_remote *r, const engine_chat_request *req
 		return NULL;
 	if (req->tools && json_array_size(req->tools))
 		json_object_set(b, "tools", (json_t *)req->tools);
+	if (req->tools && json_array_size(req->tools) && req->tool_choice)
+		json_object_set(b, "tool_choice", (json_t *)req->tool_choice);
 	if (req->response_format)
 		json_object_set(b, "response_format", (json_t *)req->response_format);
 	if (req->stop)

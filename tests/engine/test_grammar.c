@@ -448,31 +448,32 @@ static bool valid(const json_t *s, const json_t *v)
 
 static const char *const gen_schemas[] = {
 	/* a tool's arguments */
-	"{\"type\":\"object\",\"properties\":{\"expression\":{\"type\":\"string\",\"maxLength\":30},"
-	"\"precision\":{"
-	"\"type\":\"integer\"}},\"required\":[\"expression\"],\"additionalProperties\":false}",
+	("{\"type\":\"object\",\"properties\":{\"expression\":{\"type\":\"string\",\"maxLength\":30},"
+	 "\"precision\":{"
+	 "\"type\":\"integer\"}},\"required\":[\"expression\"],\"additionalProperties\":false}"),
 	/* enums, arrays, nested objects, unions, numbers */
-	"{\"type\":\"object\",\"properties\":{\"mode\":{\"enum\":[\"fts\",\"vector\",\"hybrid\"]},\"tags\":{"
-	"\"type\":"
-	"\"array\",\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":8},\"minItems\":1,"
-	"\"maxItems\":3},"
-	"\"where\":{\"type\":\"object\",\"properties\":{\"year\":{\"type\":[\"integer\",\"null\"]},\"ok\":{"
-	"\"type\":"
-	"\"boolean\"}},\"required\":[\"ok\"],\"additionalProperties\":false},\"score\":{\"type\":\"number\"}}"
-	","
-	"\"required\":[\"mode\",\"tags\",\"where\"],\"additionalProperties\":false}",
+	("{\"type\":\"object\",\"properties\":{\"mode\":{\"enum\":[\"fts\",\"vector\",\"hybrid\"]},\"tags\":{"
+	 "\"type\":"
+	 "\"array\",\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":8},\"minItems\":1,"
+	 "\"maxItems\":3},"
+	 "\"where\":{\"type\":\"object\",\"properties\":{\"year\":{\"type\":[\"integer\",\"null\"]},\"ok\":{"
+	 "\"type\":"
+	 "\"boolean\"}},\"required\":[\"ok\"],\"additionalProperties\":false},\"score\":{\"type\":\"number\"}"
+	 "}"
+	 ","
+	 "\"required\":[\"mode\",\"tags\",\"where\"],\"additionalProperties\":false}"),
 	/* alternatives told apart by a const */
-	"{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"n\":{\"type\":"
-	"\"integer\"}},"
-	"\"required\":[\"kind\",\"n\"],\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{"
-	"\"kind\":{\"const\":\"b\"},\"s\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"kind\","
-	"\"s\"],"
-	"\"additionalProperties\":false}]}",
+	("{\"oneOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"n\":{\"type\":"
+	 "\"integer\"}},"
+	 "\"required\":[\"kind\",\"n\"],\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{"
+	 "\"kind\":{\"const\":\"b\"},\"s\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"kind\","
+	 "\"s\"],"
+	 "\"additionalProperties\":false}]}"),
 	/* open objects with additional properties of a schema, and an array at the top */
-	"{\"type\":\"array\",\"items\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\","
-	"\"maxLength\":4}},\"maxItems\":3}",
+	("{\"type\":\"array\",\"items\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\","
+	 "\"maxLength\":4}},\"maxItems\":3}"),
 	/* anything at all, within the caps */
-	"{}",
+	("{}"),
 };
 
 static char model_path[512];
