@@ -161,6 +161,21 @@ def main():
                         bad.append((seed, "invalid", fn))
                 check("%s: tool_choice %s gives one valid call" % (label, json.dumps(choice)), not bad, bad)
 
+            st, _, body, _ = post({
+                "messages": [{"role": "user", "content": "What is 12 * 7?"}], "tools": TOOLS,
+                "tool_choice": "required", "max_tokens": 200, "temperature": 0, "stream": True})
+            text, calls = "", []
+            for line in body.decode().splitlines():
+                if line.startswith("data: {"):
+                    chunk = json.loads(line[6:])
+                    delta = chunk["choices"][0]["delta"] if chunk["choices"] else {}
+                    text += delta.get("content") or ""
+                    calls += delta.get("tool_calls") or []
+            ok = st == 200 and "<tool_call" not in text and '"arguments"' not in text and len(calls) == 1
+            if ok:
+                ok = valid([t for t in TOOLS if t["function"]["name"] == calls[0]["function"]["name"]][0]
+                           ["function"]["parameters"], json.loads(calls[0]["function"]["arguments"]))
+            check("%s: streamed, the forced call comes as tool_calls, not as text" % label, ok, (text, calls))
             st, _, body, js = post({
                 "messages": [{"role": "user", "content": "x"}], "tools": TOOLS,
                 "tool_choice": {"type": "function", "function": {"name": "nope"}}})
