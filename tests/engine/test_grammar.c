@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "engine/local_internal.h"
 
 static engine_grammar *compile_text(const char *schema_text, const engine_grammar_options *opt)
 {
@@ -697,6 +698,158 @@ static void test_local_backend_constrained(void **state)
 	remove(model_path);
 }
 
+/* ------------------------------- the local backend's glue, on a hand-made vocabulary */
+
+enum { T_UNK, T_BOS, T_EOS, T_IM_END, T_OPEN, T_CLOSE, T_FIRST_PIECE };
+static const char *const glue_tokens[] = {"<unk>", "<s>", "</s>", "<|im_end|>", "<tool_call>", "</tool_call>",
+					  "{",     "}",   "\"",   "name",       "arguments",   ":",
+					  " ",     ",",   "calc", "x",          "1",           "\n",
+					  "hi"};
+#define N_GLUE (sizeof glue_tokens / sizeof glue_tokens[0])
+
+static int32_t glue_id(const char *text)
+{
+	for (size_t i = T_FIRST_PIECE; i < N_GLUE; i++)
+		if (strcmp(glue_tokens[i], text) == 0)
+			return (int32_t)i;
+	fail_msg("no token %s", text);
+	return -1;
+}
+
+/* The ids whose logits stay finite after masking, as a string of token texts joined by '|'. */
+static void masked(local_constraint *c, char *out, size_t cap)
+{
+	float logits[N_GLUE];
+	for (size_t i = 0; i < N_GLUE; i++)
+		logits[i] = 0.5f;
+	bool none;
+	assert_int_equal(local_constraint_mask(c, logits, N_GLUE, &none), 0);
+	out[0] = '\0';
+	size_t n = 0;
+	for (size_t i = 0; i < N_GLUE; i++)
+		if (isfinite(logits[i]))
+			n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "|" : "", glue_tokens[i]);
+}
+
+static void feed_tokens(local_constraint *c, const char *const *texts)
+{
+	char allowed[512];
+	for (size_t i = 0; texts[i]; i++) {
+		int32_t id = glue_id(texts[i]);
+		masked(c, allowed, sizeof allowed);
+		char probe[64];
+		snprintf(probe, sizeof probe, "|%s|", texts[i]);
+		char wrapped[520];
+		snprintf(wrapped, sizeof wrapped, "|%s|", allowed);
+		if (!strstr(wrapped, probe))
+			fail_msg("token %zu '%s' is not allowed; allowed: %s", i, texts[i], allowed);
+		assert_int_equal(local_constraint_accept(c, id, "", 0), 0);
+	}
+}
+
+static void test_local_glue(void **state)
+{
+	(void)state;
+	float scores[N_GLUE] = {0};
+	int32_t types[N_GLUE];
+	for (size_t i = 0; i < N_GLUE; i++)
+		types[i] = i < T_OPEN          ? ENGINE_TOKEN_CONTROL
+			   : i < T_FIRST_PIECE ? ENGINE_TOKEN_USER_DEFINED
+					       : ENGINE_TOKEN_NORMAL;
+	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
+	engine_vocab_desc d;
+	engine_vocab_desc_init(&d);
+	d.model = "llama";
+	d.tokens = glue_tokens;
+	d.scores = scores;
+	d.types = types;
+	d.n_tokens = N_GLUE;
+	d.unk_id = T_UNK;
+	d.bos_id = T_BOS;
+	d.eos_id = T_EOS;
+	d.add_space_prefix = false;
+	engine_local l;
+	memset(&l, 0, sizeof l);
+	assert_int_equal(engine_tokenizer_create(&l.tok, &d), 0);
+	l.format = ENGINE_CHAT_CHATML;
+	json_t *tools = json_loads(
+		"[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
+		"\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
+		0, NULL);
+	engine_chat_request req = {.tools = tools};
+	local_constraint c;
+	char allowed[512];
+
+	/* tool_choice auto: free text until the model opens a call, then the call's grammar. */
+	assert_false(local_constraint_from_start(&req));
+	assert_int_equal(local_constraint_init(&c, &l, &req), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed,
+			    "<unk>|<s>|</s>|<|im_end|>|<tool_call>|</tool_call>|{|}|\"|name|arguments|:| "
+			    "|,|calc|x|1|\n|hi");
+	assert_int_equal(local_constraint_accept(&c, glue_id("hi"), "hi", 2), 0);
+	assert_int_equal(local_constraint_accept(&c, T_OPEN, "hi<tool_call>", 13), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "{|\n");
+	const char *call[] = {"\n", "{",  "\"", "name", "\"",        ":",  " ", "\"", "calc",
+			      "\"", ",",  " ",  "\"",   "arguments", "\"", ":", "{",  "\"",
+			      "x",  "\"", ":",  "1",    "}",         "}",  NULL};
+	feed_tokens(&c, call);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "</tool_call>|\n"); /* whole: the close, or one newline first */
+	const char *nl[] = {"\n", NULL};
+	feed_tokens(&c, nl);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "</tool_call>");
+	assert_int_equal(local_constraint_accept(&c, T_CLOSE, "", 0), 0);
+	masked(&c, allowed, sizeof allowed); /* free text again */
+	assert_non_null(strstr(allowed, "hi"));
+	local_constraint_free(&c);
+
+	/* tool_choice required: the opening is forced, and after the call only the end. */
+	json_t *required = json_string("required");
+	req.tool_choice = required;
+	assert_true(local_constraint_from_start(&req));
+	assert_int_equal(local_constraint_init(&c, &l, &req), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "<tool_call>");
+	assert_int_equal(local_constraint_accept(&c, T_OPEN, "", 0), 0);
+	feed_tokens(&c, call);
+	assert_int_equal(local_constraint_accept(&c, T_CLOSE, "", 0), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "</s>|<|im_end|>");
+	local_constraint_free(&c);
+
+	/* A named function that is not offered is the caller's error. */
+	json_t *named = json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", "nope");
+	req.tool_choice = named;
+	assert_int_equal(local_constraint_init(&c, &l, &req), AG_EINVAL);
+	assert_non_null(strstr(ag_error_last(), "nope"));
+
+	/* response_format: the answer from its first token, then only the end. */
+	json_t *rf = json_loads("{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"enum\":[1,11]}}}",
+				0, NULL);
+	engine_chat_request r2 = {.response_format = rf};
+	assert_true(local_constraint_from_start(&r2));
+	assert_int_equal(local_constraint_init(&c, &l, &r2), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "1");
+	assert_int_equal(local_constraint_accept(&c, glue_id("1"), "1", 1), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "</s>|<|im_end|>|1");
+	assert_int_equal(local_constraint_accept(&c, glue_id("1"), "11", 2), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, "</s>|<|im_end|>");
+	local_constraint_free(&c);
+
+	json_decref(rf);
+	json_decref(named);
+	json_decref(required);
+	json_decref(tools);
+	engine_grammar_vocab_free(l.gvocab);
+	engine_tokenizer_free(l.tok);
+}
+
 int main(void)
 {
 	ag_alloc_init();
@@ -711,6 +864,7 @@ int main(void)
 		cmocka_unit_test(test_masks_small_vocabulary),
 		cmocka_unit_test(test_random_model_always_valid),
 		cmocka_unit_test(test_local_backend_constrained),
+		cmocka_unit_test(test_local_glue),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
