@@ -130,7 +130,7 @@ static double time_sgemm(int M, int N, int K, int reps)
 	return best;
 }
 
-static int model_facts(const char *path, const engine_config *c, int prompt, facts *f)
+static int model_facts(const char *path, const engine_config *c, int prompt, int threads, facts *f)
 {
 	engine_gguf *g;
 	if (engine_gguf_open(&g, path))
@@ -168,10 +168,13 @@ static int model_facts(const char *path, const engine_config *c, int prompt, fac
 		if (k < n_shapes)
 			shapes[k].count += count;
 	}
+	/* OpenBLAS with the bench's threads (the engine runs it single-threaded in each of its own) */
+	openblas_set_num_threads(threads);
 	for (size_t k = 0; k < n_shapes; k++) {
 		shapes[k].s = time_sgemm(prompt, (int)shapes[k].rows, (int)shapes[k].cols, 3);
 		f->sgemm_s += shapes[k].s * shapes[k].count;
 	}
+	openblas_set_num_threads(1);
 	engine_gguf_free(g);
 	return 0;
 }
@@ -303,7 +306,7 @@ int main(int argc, char **argv)
 	const engine_config *c = engine_model_config(m);
 	int prompt = 512, gen = quick ? 32 : 128, steps = quick ? 8 : 24;
 	facts f;
-	if (model_facts(model, c, prompt, &f)) {
+	if (model_facts(model, c, prompt, (int)threads, &f)) {
 		fprintf(stderr, "bench: %s\n", ag_error_last());
 		return 1;
 	}

@@ -363,7 +363,8 @@ const engine_vocab_desc *engine_model_vocab(const engine_model *m);
  * and of the first and last 64 bytes of every tensor, so same-shaped files with other
  * weights differ too. Saved states carry it. */
 const uint8_t *engine_model_identity(const engine_model *m);
-/* Worker threads for the fast pass (1..64; default 1). Also sets OpenBLAS's. */
+/* Worker threads for the fast pass (1..64; default 1). OpenBLAS runs single-threaded
+ * inside each of them. */
 int engine_set_threads(engine_model *m, int n);
 /* The kernels the fast pass uses: "best" (the default: AVX-512, else AVX2, else
  * portable, as the CPU allows), "avx512", "avx2" or "portable". AG_EUNSUPPORTED when

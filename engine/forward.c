@@ -14,9 +14,9 @@
 
 #include "engine/core_internal.h"
 
-#define GEMM_MIN   8   /* tokens from which sgemm beats the row kernels */
-#define CHUNK_MAX  256 /* prompt tokens processed together (bounds scratch memory) */
-#define DEQ_FLOATS (1u << 18)
+#define GEMM_MIN   8          /* tokens from which sgemm beats the row kernels */
+#define CHUNK_MAX  256        /* prompt tokens processed together (bounds scratch memory) */
+#define DEQ_FLOATS (1u << 22) /* per thread: 16 MiB of dequantised rows per sgemm call */
 
 typedef struct pass {
 	engine_model *m;
@@ -27,7 +27,7 @@ typedef struct pass {
 	int n_threads;
 	float *scratch; /* (n_threads, max_cols) dequantised rows */
 	size_t max_cols;
-	float *deq; /* (DEQ_FLOATS) dequantised row block for sgemm */
+	float *deq; /* (n_threads, DEQ_FLOATS) dequantised row blocks for sgemm */
 } pass;
 
 /* ------------------------------------------------------------ matmul */
@@ -45,20 +45,43 @@ typedef struct mm_job {
 	size_t ldy[MM_MAX];
 	const float *x;
 	size_t T;
-	uint64_t r0, r1; /* dequantising: rows [r0, r1) of w[0] into deq */
-	float *deq;
+	bool gemm; /* sgemm over each thread's share of w[0]'s rows */
 } mm_job;
+
+/* Thread i's share of w's rows through sgemm: dequantised block by block into
+ * its own scratch (F32 weights are used in place). OpenBLAS runs one thread
+ * per call (engine_set_threads), so our pool is the only parallelism: no
+ * OpenBLAS threads spinning beside our workers. */
+static void gemm_share(const mm_job *j, int i, int n)
+{
+	const engine_weight *w = j->w[0];
+	int cols = (int)w->cols;
+	uint64_t a = w->rows * (uint64_t)i / (uint64_t)n, b = w->rows * (uint64_t)(i + 1) / (uint64_t)n;
+	if (w->type == ENGINE_TYPE_F32) {
+		if (b > a)
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->T, (int)(b - a), cols,
+				    1.0f, j->x, cols,
+				    (const float *)(const void *)(w->data + a * w->row_bytes), cols, 0.0f,
+				    j->y[0] + a, (int)j->ldy[0]);
+		return;
+	}
+	float *deq = j->P->deq + (size_t)i * DEQ_FLOATS;
+	uint64_t chunk = DEQ_FLOATS / w->cols;
+	for (uint64_t r0 = a; r0 < b; r0 += chunk) {
+		uint64_t r1 = r0 + chunk < b ? r0 + chunk : b;
+		for (uint64_t r = r0; r < r1; r++)
+			j->P->m->kern->row_to_f32(w, r, deq + (r - r0) * w->cols);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->T, (int)(r1 - r0), cols, 1.0f,
+			    j->x, cols, deq, cols, 0.0f, j->y[0] + r0, (int)j->ldy[0]);
+	}
+}
 
 static void mm_task(void *ctx, int i, int n)
 {
 	mm_job *j = ctx;
 	const engine_kernels *k = j->P->m->kern;
-	if (j->deq) {
-		uint64_t span = j->r1 - j->r0;
-		uint64_t a = j->r0 + span * (uint64_t)i / (uint64_t)n,
-			 b = j->r0 + span * (uint64_t)(i + 1) / (uint64_t)n;
-		for (uint64_t r = a; r < b; r++)
-			k->row_to_f32(j->w[0], r, j->deq + (r - j->r0) * j->w[0]->cols);
+	if (j->gemm) {
+		gemm_share(j, i, n);
 		return;
 	}
 	uint64_t total = 0;
@@ -77,20 +100,8 @@ static void mm_task(void *ctx, int i, int n)
 
 static void gemm(const pass *P, const engine_weight *w, const float *x, size_t T, float *y, size_t ldy)
 {
-	int cols = (int)w->cols;
-	if (w->type == ENGINE_TYPE_F32) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)w->rows, cols, 1.0f, x,
-			    cols, (const float *)(const void *)w->data, cols, 0.0f, y, (int)ldy);
-		return;
-	}
-	uint64_t chunk = DEQ_FLOATS / w->cols;
-	for (uint64_t r0 = 0; r0 < w->rows; r0 += chunk) {
-		uint64_t r1 = r0 + chunk < w->rows ? r0 + chunk : w->rows;
-		mm_job j = {.P = P, .n = 1, .w = {w}, .x = x, .T = T, .r0 = r0, .r1 = r1, .deq = P->deq};
-		engine_pool_run(P->m->pool, mm_task, &j);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)(r1 - r0), cols, 1.0f, x,
-			    cols, P->deq, cols, 0.0f, y + r0, (int)ldy);
-	}
+	mm_job j = {.P = P, .n = 1, .w = {w}, .y = {y}, .ldy = {ldy}, .x = x, .T = T, .gemm = true};
+	engine_pool_run(P->m->pool, mm_task, &j);
 }
 
 static void rows_job(const pass *P, int n, const engine_weight *const *w, const float *x, size_t T,
@@ -398,7 +409,7 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	P->max_cols = mc;
 	P->scratch = ag_malloc((size_t)P->n_threads * mc * sizeof(float));
 	bool gemm = T >= P->gemm_min;
-	P->deq = gemm ? ag_malloc(DEQ_FLOATS * sizeof(float)) : NULL;
+	P->deq = gemm ? ag_malloc((size_t)P->n_threads * DEQ_FLOATS * sizeof(float)) : NULL;
 	float *x = ag_malloc(T * E * sizeof(float)), *xn = ag_malloc(T * E * sizeof(float));
 	float *out = ag_malloc(T * E * sizeof(float));
 	if (!P->scratch || (gemm && !P->deq) || !x || !xn || !out) {

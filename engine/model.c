@@ -435,6 +435,7 @@ int engine_model_load(engine_model **out, const char *path)
 	if (!m)
 		return ag_error_set(AG_ENOMEM, "model: out of memory");
 	m->kern = engine_kernels_find("best");
+	openblas_set_num_threads(1); /* forward.c splits sgemm over its own pool */
 	pthread_mutex_init(&m->pool_lock, NULL);
 	int rc = engine_gguf_open(&m->gguf, path);
 	if (!rc)
@@ -527,7 +528,7 @@ int engine_set_threads(engine_model *m, int n)
 	}
 	pthread_mutex_unlock(&m->pool_lock);
 	if (!rc)
-		openblas_set_num_threads(n);
+		openblas_set_num_threads(1); /* forward.c splits sgemm over its own pool */
 	return rc;
 }
 
