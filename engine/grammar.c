@@ -137,6 +137,10 @@ static void key_init(const engine_grammar *g, g_frame *k, const g_frame *obj)
 	k->uhi = 0xBF;
 	k->x = (uint8_t)(((obj->seen & all_props(n)) != all_props(n) ? K_DECLARED : 0) |
 			 (n->child != G_NONE && obj->a < g->opt.max_props ? K_ADDITIONAL : 0));
+	if (n->flags & G_TOOLS) { /* "name" (sorted second) first, then "arguments" */
+		k->lo = n->first + ((obj->seen & 2) ? 0 : 1);
+		k->hi = k->lo + 1;
+	}
 }
 
 /* Whether an unseen declared name lies in [lo, hi). */
@@ -165,7 +169,8 @@ static int step_key(const engine_grammar *g, g_frame *k, g_frame *obj, uint8_t c
 			if ((obj->seen >> i) & 1)
 				return R_REJECT; /* a name given twice */
 			obj->seen |= 1ull << i;
-			obj->b = g->texts[k->lo].node;
+			obj->b = (n->flags & G_TOOLS) && i == 0 ? g->alts[n->min + obj->u]
+								: g->texts[k->lo].node;
 		} else if ((k->x & K_ADDITIONAL) && k->need == 0 && k->n > 0) {
 			obj->a++;
 			obj->b = n->child;
@@ -420,8 +425,12 @@ static bool literal_done(const engine_grammar *g, const g_frame *f)
 
 static int step_literal(const engine_grammar *g, g_frame *f, uint8_t c)
 {
-	if (narrow(g, f, c))
+	if (narrow(g, f, c)) {
+		const g_frame *up = f - 1; /* a literal always has a parent: the doc frame at least */
+		if (up->kind == G_OBJECT && (g->nodes[up->node].flags & G_TOOLS))
+			f[-1].u = f->lo - g->nodes[f->node].first; /* the tool name, as far as it is read */
 		return R_ACCEPT;
+	}
 	return literal_done(g, f) ? R_POP : R_REJECT;
 }
 

@@ -34,7 +34,10 @@ enum g_kind {
 	G_UNION    /* anyOf / oneOf / a list of types */
 };
 
-enum { G_CONTAINER = 1 }; /* a schemaless object/array: dropped from unions at the depth limit */
+enum {
+	G_CONTAINER = 1, /* a schemaless object/array: dropped from unions at the depth limit */
+	G_TOOLS = 2      /* the tool-call object: "name" then "arguments", whose schema the name picks */
+};
 
 typedef struct g_node {
 	uint8_t kind;
@@ -68,7 +71,7 @@ struct engine_grammar {
 
 /* One frame: what one nested value has read so far. Fields by kind:
  *   object: phase, n = keys read, a = additional keys read, b = node of the pending value,
- *           seen = declared properties read
+ *           seen = declared properties read, u = (G_TOOLS) the name's sorted place
  *   key (an object frame's child while reading a name): lo/hi = candidate names,
  *           pos = bytes matched, n = characters, x = flags (declared / additional alive)
  *   array: phase, n = items read

@@ -643,50 +643,102 @@ int engine_grammar_compile(engine_grammar **out, const json_t *schema, const eng
 	return 0;
 }
 
+/* The tool-call object {"name": NAME, "arguments": ARGS}: one object node whose keys come in
+ * that order (G_TOOLS), so the name, read first, picks the arguments' schema. Done as an
+ * anyOf of one object per tool, every tool would fork a stack at the opening brace and
+ * parse the arguments under all of them at once if they came first. */
+static uint32_t tools_node(engine_grammar *g, const json_t *fns, const json_t *names)
+{
+	uint32_t id = new_node(g, G_OBJECT);
+	uint32_t lit = id == G_NONE ? G_NONE : literal_node(g, names, "string");
+	if (lit == G_NONE)
+		return G_NONE;
+	if (g->nodes[lit].n != json_array_size(names)) {
+		ag_error_set(AG_EINVAL, "tools: two tools have the same name");
+		return G_NONE;
+	}
+	/* Arguments by the name's place among the sorted literals. */
+	uint32_t args[64];
+	for (uint32_t k = 0; k < g->nodes[lit].n; k++) {
+		const g_text *t = &g->texts[g->nodes[lit].first + k];
+		size_t i;
+		const json_t *f;
+		json_array_foreach(fns, i, f)
+		{
+			char *enc = json_dumps(json_object_get(f, "name"), JSON_ENCODE_ANY);
+			bool same = enc && strlen(enc) == t->len && memcmp(enc, t->s, t->len) == 0;
+			free(enc);
+			if (!same)
+				continue;
+			const json_t *params = json_object_get(f, "parameters");
+			char path[96];
+			snprintf(path, sizeof path, "(%s arguments)",
+				 json_string_value(json_object_get(f, "name")));
+			json_t *empty = params ? NULL : json_pack("{s:s}", "type", "object");
+			args[k] = compile(g, params ? params : empty, 1, path);
+			json_decref(empty);
+			if (args[k] == G_NONE)
+				return G_NONE;
+		}
+	}
+	g_node *n = &g->nodes[id];
+	n->flags = G_TOOLS;
+	n->min = (uint32_t)g->n_alts;
+	for (uint32_t k = 0; k < g->nodes[lit].n; k++)
+		if (add_alt(g, args[k]))
+			return G_NONE;
+	n = &g->nodes[id];
+	n->first = (uint32_t)g->n_texts; /* "arguments" sorts before "name" */
+	if (add_text(g, "arguments", 9, G_NONE) || add_text(g, "name", 4, lit))
+		return G_NONE;
+	n->n = 2;
+	n->required = 3;
+	set_byte(n, '{');
+	return id;
+}
+
 int engine_grammar_compile_tools(engine_grammar **out, const json_t *tools, const char *only,
 				 const engine_grammar_options *opt)
 {
 	*out = NULL;
 	if (!json_is_array(tools) || json_array_size(tools) == 0 || json_array_size(tools) > 64)
 		return ag_error_set(AG_EINVAL, "tools: expected an array of 1 to 64 tools");
-	/* {"anyOf": [{"type": "object", "properties": {"name": {"const": NAME}, "arguments": PARAMS},
-	 *  "required": ["name", "arguments"], "additionalProperties": false}, ...]}; properties are
-	 * matched in any order, and the name's const narrows the alternatives as it is read. */
-	json_t *alts = json_array();
+	json_t *fns = json_array(), *names = json_array();
 	size_t i;
 	const json_t *t;
+	int rc = fns && names ? 0 : ag_error_set(AG_ENOMEM, "tools: out of memory");
 	json_array_foreach(tools, i, t)
 	{
 		const json_t *f = json_object_get(t, "function");
 		if (!f)
 			f = t;
 		const char *name = json_string_value(json_object_get(f, "name"));
+		if (rc)
+			break;
 		if (!name) {
-			json_decref(alts);
-			return ag_error_set(AG_EINVAL, "tools[%zu]: no function name", i);
+			rc = ag_error_set(AG_EINVAL, "tools[%zu]: no function name", i);
+			break;
 		}
 		if (only && strcmp(only, name) != 0)
 			continue;
-		json_t *params = json_object_get(f, "parameters");
-		json_t *alt =
-			json_pack("{s:s, s:{s:{s:s}, s:O}, s:[s, s], s:b}", "type", "object", "properties",
-				  "name", "const", name, "arguments", params ? params : json_object(),
-				  "required", "name", "arguments", "additionalProperties", 0);
-		if (!params)
-			json_decref(json_object_get(json_object_get(alt, "properties"), "arguments"));
-		if (!alt || json_array_append_new(alts, alt)) {
-			json_decref(alts);
-			return ag_error_set(AG_ENOMEM, "tools: out of memory");
-		}
+		json_array_append(fns, (json_t *)f);
+		json_array_append_new(names, json_string(name));
 	}
-	if (json_array_size(alts) == 0) {
-		json_decref(alts);
-		return ag_error_set(AG_EINVAL, "tools: no tool named '%s'", only ? only : "");
+	if (!rc && json_array_size(fns) == 0)
+		rc = ag_error_set(AG_EINVAL, "tools: no tool named '%s'", only ? only : "");
+	engine_grammar *g = NULL;
+	if (!rc)
+		rc = grammar_new(&g, opt);
+	if (!rc && (g->root = tools_node(g, fns, names)) == G_NONE)
+		rc = ag_error_code() ? ag_error_code() : AG_EINVAL;
+	json_decref(fns);
+	json_decref(names);
+	if (rc) {
+		engine_grammar_free(g);
+		return rc;
 	}
-	json_t *schema = json_pack("{s:o}", "anyOf", alts);
-	int rc = schema ? engine_grammar_compile(out, schema, opt) : ag_error_set(AG_ENOMEM, "out of memory");
-	json_decref(schema);
-	return rc;
+	*out = g;
+	return 0;
 }
 
 void engine_grammar_free(engine_grammar *g)

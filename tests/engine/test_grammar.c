@@ -199,6 +199,55 @@ static void test_enums_consts_unions(void **state)
 	check("{}", egood, ebad);
 }
 
+static void test_tools_grammar(void **state)
+{
+	(void)state;
+	/* Twenty tools: each takes one integer argument named after it. */
+	json_t *tools = json_array();
+	for (int i = 0; i < 20; i++) {
+		char name[16], arg[16];
+		snprintf(name, sizeof name, "tool%d", i);
+		snprintf(arg, sizeof arg, "arg%d", i);
+		json_array_append_new(tools,
+				      json_pack("{s:s, s:{s:s, s:{s:s, s:{s:{s:s}}, s:[s], s:b}}}", "type",
+						"function", "function", "name", name, "parameters", "type",
+						"object", "properties", arg, "type", "integer", "required",
+						arg, "additionalProperties", 0));
+	}
+	engine_grammar *g;
+	assert_int_equal(engine_grammar_compile_tools(&g, tools, NULL, NULL), 0);
+	assert_true(accepts(g, "{\"name\": \"tool17\", \"arguments\": {\"arg17\": 5}}"));
+	assert_true(accepts(g, "{\"name\":\"tool1\",\"arguments\":{\"arg1\":-3}}"));
+	assert_false(accepts(g, "{\"name\": \"tool17\", \"arguments\": {\"arg3\": 5}}"));
+	assert_false(accepts(g, "{\"name\": \"tool1\", \"arguments\": {\"arg17\": 5}}"));
+	assert_false(accepts(g, "{\"arguments\": {\"arg17\": 5}, \"name\": \"tool17\"}")); /* name first */
+	assert_false(accepts(g, "{\"name\": \"tool20\", \"arguments\": {\"arg20\": 5}}"));
+	assert_false(accepts(g, "{\"name\": \"tool17\"}"));
+	engine_grammar_free(g);
+	/* Only the named one. */
+	assert_int_equal(engine_grammar_compile_tools(&g, tools, "tool4", NULL), 0);
+	assert_true(accepts(g, "{\"name\": \"tool4\", \"arguments\": {\"arg4\": 0}}"));
+	assert_false(accepts(g, "{\"name\": \"tool17\", \"arguments\": {\"arg17\": 5}}"));
+	engine_grammar_free(g);
+	assert_int_equal(engine_grammar_compile_tools(&g, tools, "tool99", NULL), AG_EINVAL);
+	assert_non_null(strstr(ag_error_last(), "tool99"));
+	/* A tool without parameters takes an object; two tools of one name are refused. */
+	json_array_append_new(tools, json_pack("{s:s}", "name", "bare"));
+	assert_int_equal(engine_grammar_compile_tools(&g, tools, "bare", NULL), 0);
+	assert_true(accepts(g, "{\"name\": \"bare\", \"arguments\": {}}"));
+	assert_false(accepts(g, "{\"name\": \"bare\", \"arguments\": []}"));
+	engine_grammar_free(g);
+	json_array_append_new(tools, json_pack("{s:s}", "name", "bare"));
+	assert_int_equal(engine_grammar_compile_tools(&g, tools, NULL, NULL), AG_EINVAL);
+	assert_non_null(strstr(ag_error_last(), "same name"));
+	/* A tool whose parameters the grammar refuses names the tool. */
+	json_t *bad = json_loads("[{\"name\":\"x\",\"parameters\":{\"$ref\":\"#/a\"}}]", 0, NULL);
+	assert_int_equal(engine_grammar_compile_tools(&g, bad, NULL, NULL), AG_EUNSUPPORTED);
+	assert_non_null(strstr(ag_error_last(), "x arguments"));
+	json_decref(bad);
+	json_decref(tools);
+}
+
 static void test_arrays(void **state)
 {
 	(void)state;
@@ -859,6 +908,7 @@ int main(void)
 		cmocka_unit_test(test_strings),
 		cmocka_unit_test(test_enums_consts_unions),
 		cmocka_unit_test(test_arrays),
+		cmocka_unit_test(test_tools_grammar),
 		cmocka_unit_test(test_prefix_suffix_newlines),
 		cmocka_unit_test(test_refused_schemas),
 		cmocka_unit_test(test_masks_small_vocabulary),
