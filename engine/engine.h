@@ -415,22 +415,6 @@ int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits
  * another model, a bad token) changes no state. */
 int engine_decode_batch(engine_model *m, engine_state *const *states, const int32_t *tokens, size_t n,
 			float *logits);
-/* Serving many sequences: steps that concurrent threads decode through one batcher
- * are merged into engine_decode_batch passes (engine/batcher.c). */
-typedef struct engine_batcher engine_batcher;
-
-/* max_batch: most sequences in one pass (1..256). */
-int engine_batcher_new(engine_batcher **out, engine_model *m, size_t max_batch);
-void engine_batcher_free(engine_batcher *b);
-/* A sequence joins before its first step and leaves after its last: a pass waits
- * (at most 2 ms) for every joined sequence to queue its next token. */
-void engine_batcher_join(engine_batcher *b);
-void engine_batcher_leave(engine_batcher *b);
-/* engine_decode of one sequence, merged with other threads' steps; blocks until the
- * pass that holds it is done. The same logits as engine_decode alone. */
-int engine_batcher_decode(engine_batcher *b, engine_state *s, int32_t token, float *logits);
-/* Passes run and steps decoded so far (steps / passes is the mean batch). */
-void engine_batcher_stats(engine_batcher *b, uint64_t *passes, uint64_t *steps);
 /* The plain double-precision pass from an empty state over tokens: logits
  * after the last (n_vocab doubles). Slow; for tests. */
 int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t n, double *logits);
@@ -463,13 +447,14 @@ typedef struct engine_grammar engine_grammar;
 
 /* Compiles a JSON Schema into a byte-level matcher that accepts exactly the compact JSON
  * texts the schema allows (at most one space after ':' and ',', no other white space),
- * within the caps (object keys in any order, each at most once). Supported: type (one or a list), properties, required,
- * additionalProperties (boolean or schema), items, minItems, maxItems, minLength, maxLength,
- * enum, const, anyOf, oneOf (as anyOf). Annotations are ignored, and so are keywords that
- * only narrow values (minimum, maximum, pattern, format, ...: see grammar_schema.c);
- * keywords that change the structure ($ref, allOf, not, if, patternProperties, ...) are
- * refused with AG_EUNSUPPORTED naming them; AG_EINVAL for a malformed or unsatisfiable
- * schema, AG_ELIMIT past the caps. opt may be NULL (the defaults). */
+ * within the caps; object keys in any order, each at most once. Supported: type (one or
+ * a list), properties, required, additionalProperties (boolean or schema), items,
+ * minItems, maxItems, minLength, maxLength, enum, const, anyOf, oneOf (as anyOf).
+ * Annotations are ignored, and so are keywords that only narrow values (minimum, maximum,
+ * pattern, format, ...: see grammar_schema.c); keywords that change the structure ($ref,
+ * allOf, not, if, patternProperties, ...) are refused with AG_EUNSUPPORTED naming them;
+ * AG_EINVAL for a malformed or unsatisfiable schema, AG_ELIMIT past the caps. opt may be
+ * NULL (the defaults). */
 int engine_grammar_compile(engine_grammar **out, const json_t *schema, const engine_grammar_options *opt);
 /* The tool-call grammar: {"name": one of the tools' names, "arguments": that tool's
  * parameters}, name first (it picks the arguments' schema), for tools in the OpenAI shape
