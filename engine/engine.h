@@ -415,6 +415,22 @@ int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits
  * another model, a bad token) changes no state. */
 int engine_decode_batch(engine_model *m, engine_state *const *states, const int32_t *tokens, size_t n,
 			float *logits);
+/* Serving many sequences: steps that concurrent threads decode through one batcher
+ * are merged into engine_decode_batch passes (engine/batcher.c). */
+typedef struct engine_batcher engine_batcher;
+
+/* max_batch: most sequences in one pass (1..256). */
+int engine_batcher_new(engine_batcher **out, engine_model *m, size_t max_batch);
+void engine_batcher_free(engine_batcher *b);
+/* A sequence joins before its first step and leaves after its last: a pass waits
+ * (at most 2 ms) for every joined sequence to queue its next token. */
+void engine_batcher_join(engine_batcher *b);
+void engine_batcher_leave(engine_batcher *b);
+/* engine_decode of one sequence, merged with other threads' steps; blocks until the
+ * pass that holds it is done. The same logits as engine_decode alone. */
+int engine_batcher_decode(engine_batcher *b, engine_state *s, int32_t token, float *logits);
+/* Passes run and steps decoded so far (steps / passes is the mean batch). */
+void engine_batcher_stats(engine_batcher *b, uint64_t *passes, uint64_t *steps);
 /* The plain double-precision pass from an empty state over tokens: logits
  * after the last (n_vocab doubles). Slow; for tests. */
 int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t n, double *logits);
@@ -560,7 +576,8 @@ void engine_local_free(engine_local *l);
 engine_model *engine_local_model(engine_local *l);
 const engine_tokenizer *engine_local_tokenizer(const engine_local *l);
 const char *engine_local_name(const engine_local *l); /* the file name without .gguf */
-/* A chat completion from an empty sequence. Thread-safe (one sequence at a time). */
+/* A chat completion from an empty sequence. Thread-safe: prompts are fed one at a time,
+ * then concurrent requests decode together in batched passes (up to 16 sequences). */
 int engine_local_chat(engine_local *l, const engine_chat_request *req, engine_chat_response *out);
 /* The same, continuing `state` (a user's memory): req->messages are the new turns only,
  * rendered without BOS when the state already holds tokens. Afterwards the state holds

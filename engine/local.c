@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define DEFAULT_MAX_TOKENS 512
+#define LOCAL_MAX_BATCH    16 /* sequences decoded together at most */
 #define ZWSP               "\xe2\x80\x8b"
 
 static void free_specials(engine_local *l)
@@ -79,6 +80,8 @@ int engine_local_open(engine_local **out, const char *path, int threads)
 		rc = engine_set_threads(l->model, threads > 0 ? threads : 1);
 	if (!rc)
 		rc = collect_specials(l);
+	if (!rc)
+		rc = engine_batcher_new(&l->batcher, l->model, LOCAL_MAX_BATCH);
 	if (rc) {
 		engine_local_free(l);
 		return rc;
@@ -102,6 +105,7 @@ void engine_local_free(engine_local *l)
 		pthread_mutex_destroy(&l->lock);
 	free_specials(l);
 	engine_grammar_vocab_free(l->gvocab);
+	engine_batcher_free(l->batcher);
 	engine_tokenizer_free(l->tok);
 	engine_model_free(l->model);
 	ag_free(l);
@@ -337,6 +341,8 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	engine_detok dt;
 	ag_buf piece = AG_BUF_INIT;
 	local_constraint con;
+	/* Feeding prompts goes one request at a time; decoding then joins the others. */
+	pthread_mutex_lock(&l->lock);
 	int rc = logits ? local_constraint_init(&con, l, req)
 			: ag_error_set(AG_ENOMEM, "out of memory generating");
 	if (!rc)
@@ -345,6 +351,8 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 		memset(&con, 0, sizeof con);
 	if (!rc)
 		rc = engine_prefill(l->model, s, prompt, nprompt, logits);
+	pthread_mutex_unlock(&l->lock);
+	engine_batcher_join(l->batcher);
 	for (size_t i = 0; i < nprompt && !rc; i++)
 		engine_sampler_accept(sampler, prompt[i]);
 	/* Special tokens the model writes (</think>, <tool_call>) are part of the text to parse;
@@ -384,8 +392,9 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 			reason = a.stopped ? "cancelled" : "stop";
 			break;
 		}
-		rc = engine_decode(l->model, s, tok, logits);
+		rc = engine_batcher_decode(l->batcher, s, tok, logits);
 	}
+	engine_batcher_leave(l->batcher);
 	if (!rc) {
 		ag_buf_clear(&piece);
 		engine_detok_finish(&dt, &piece);
@@ -439,12 +448,10 @@ int engine_local_chat_state(engine_local *l, engine_state *state, const engine_c
 	if (rc)
 		return rc;
 	engine_state *s = state;
-	pthread_mutex_lock(&l->lock);
 	if (!s)
 		rc = engine_state_new(&s, l->model);
 	if (!rc)
 		rc = generate(l, s, req, prompt, n, think, out);
-	pthread_mutex_unlock(&l->lock);
 	if (s != state)
 		engine_state_free(s);
 	ag_free(prompt);

@@ -14,8 +14,9 @@ struct engine_local {
 	engine_model *model;
 	engine_tokenizer *tok;
 	engine_chat_format format;
-	pthread_mutex_t lock;
-	char **specials; /* texts of control and user-defined tokens */
+	pthread_mutex_t lock;    /* prompt feeding and the lazy grammar vocabulary */
+	engine_batcher *batcher; /* decode steps of concurrent requests share passes */
+	char **specials;         /* texts of control and user-defined tokens */
 	size_t nspecials;
 	char name[128];
 	/* Built on the first constrained request, under lock. */
