@@ -1,8 +1,10 @@
 /*
  * Grammar mask speed: the time to compute which tokens may come next
  * (engine_grammar_mask) at every byte of a tool-call-shaped JSON text, with
- * the 32,000-token SentencePiece vocabulary of a random model written here
- * and, when present, the shipped models/agentd-small.gguf vocabulary.
+ * the 32,000-token SentencePiece vocabulary of a random model written here,
+ * synthetic 32,000- and 65,536-piece vocabularies with longer pieces (2 to 16
+ * bytes, like large BPE vocabularies) and, when present, the shipped
+ * models/agentd-small.gguf vocabulary.
  * Positions are grouped by where they fall (inside a string, in structure,
  * in a number), since strings let most of the vocabulary through and cost
  * the most. Prints microseconds per mask: mean, median, 99th percentile, max.
@@ -50,11 +52,11 @@ static void report(const char *vocab, const char *what, double *us, size_t n)
 	       us[n - 1]);
 }
 
-static int run(const char *label, const engine_tokenizer *tok)
+static int run(const char *label, const engine_tokenizer *tok, engine_grammar_vocab *given)
 {
-	engine_grammar_vocab *v;
+	engine_grammar_vocab *v = given;
 	int64_t t0 = ag_monotonic_ns();
-	if (engine_grammar_vocab_new(&v, tok))
+	if (!v && engine_grammar_vocab_new(&v, tok))
 		return 1;
 	int64_t t1 = ag_monotonic_ns();
 	printf("%-22s vocabulary %zu tokens, trie built in %.1f ms\n", label, engine_grammar_vocab_size(v),
@@ -74,7 +76,7 @@ static int run(const char *label, const engine_tokenizer *tok)
 	       *number = ag_malloc(len * sizeof(double)), *all = ag_malloc(len * sizeof(double));
 	size_t ns = 0, nst = 0, nn = 0, na = 0;
 	bool quoted = false, escaped = false;
-	int32_t eos = engine_token_eos(tok);
+	int32_t eos = tok ? engine_token_eos(tok) : 0;
 	size_t allowed_in_string = 0;
 	for (size_t i = 0; i <= len; i++) {
 		int reps = 5;
@@ -133,9 +135,54 @@ static int run_model(const char *label, const char *path)
 		engine_model_free(model);
 		return 1;
 	}
-	int rc = run(label, tok);
+	int rc = run(label, tok, NULL);
 	engine_tokenizer_free(tok);
 	engine_model_free(model);
+	return rc;
+}
+
+/* A synthetic vocabulary shaped like a large real one: the 256 bytes, then pieces of 2 to 16
+ * bytes (mean about 6) of letters, digits, punctuation and spaces, half starting with a
+ * space, some with a quote or a brace inside, as BPE vocabularies have. */
+static int run_synthetic(size_t n_vocab)
+{
+	char **pieces = ag_calloc(n_vocab, sizeof *pieces);
+	size_t *lens = ag_calloc(n_vocab, sizeof *lens);
+	static const char alphabet[] = "etaoinshrdlucmfwypvbgkjqxzETAOINSHRDLU0123456789.,;:-_/()'";
+	uint64_t x = 88172645463325252ULL;
+	for (size_t i = 0; i < n_vocab; i++) {
+		char *p = ag_malloc(17);
+		size_t len;
+		if (i < 256) {
+			p[0] = (char)i;
+			len = 1;
+		} else {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			len = 2 + (size_t)(x % 100 < 70 ? x % 6 : x % 15);
+			for (size_t k = 0; k < len; k++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				p[k] = alphabet[x % (sizeof alphabet - 1)];
+			}
+			if (x % 2)
+				p[0] = ' ';
+			if (x % 29 == 0)
+				p[len - 1] = '"';
+			if (x % 31 == 0)
+				p[0] = '{';
+		}
+		pieces[i] = p;
+		lens[i] = len;
+	}
+	engine_grammar_vocab *v;
+	int rc = engine_grammar_vocab_new_pieces(&v, (const char *const *)pieces, lens, n_vocab);
+	char label[32];
+	snprintf(label, sizeof label, "synthetic-%zu", n_vocab);
+	if (!rc)
+		rc = run(label, NULL, v);
+	for (size_t i = 0; i < n_vocab; i++)
+		ag_free(pieces[i]);
+	ag_free(pieces);
+	ag_free(lens);
 	return rc;
 }
 
@@ -161,6 +208,8 @@ int main(void)
 		return 1;
 	}
 	remove(path);
+	if (run_synthetic(32000) || run_synthetic(65536))
+		fprintf(stderr, "synthetic: %s\n", ag_error_last());
 	if (access("models/agentd-small.gguf", R_OK) == 0 &&
 	    run_model("agentd-small", "models/agentd-small.gguf"))
 		fprintf(stderr, "agentd-small: %s\n", ag_error_last());

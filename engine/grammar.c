@@ -602,6 +602,18 @@ bool g_complete(const engine_grammar *g, const g_state *st)
 	return false;
 }
 
+bool g_string_room(const engine_grammar *g, const g_state *st, uint32_t *room)
+{
+	if (st->n_stacks != 1)
+		return false;
+	const g_frame *f = &st->f[st->n_frames - 1];
+	if (f->kind != G_STRING || f->phase != S_BODY || f->need)
+		return false;
+	uint32_t max = g->nodes[f->node].max;
+	*room = max > f->n ? max - f->n : 0;
+	return true;
+}
+
 /* ------------------------------------------------------------ the public matcher */
 
 struct engine_grammar_matcher {

@@ -116,6 +116,12 @@ void g_step(const engine_grammar *g, g_state *dst, const g_state *src, uint8_t c
 void g_start(const engine_grammar *g, g_state *st);
 bool g_complete(const engine_grammar *g, const g_state *st);
 
+/* Whether st is one stack inside a string's body (no escape or character half read), where
+ * each plain printable ASCII byte (not '"' or '\\') is one more character and nothing
+ * else changes; *room: characters the string may still take. */
+bool g_string_room(const engine_grammar *g, const g_state *st, uint32_t *room);
+static inline bool g_plain_byte(uint8_t c) { return c >= 0x20 && c < 0x7F && c != '"' && c != '\\'; }
+
 /* For grammar_vocab.c: a matcher's state, grammar, and room for n walk states. */
 const g_state *g_matcher_state(const engine_grammar_matcher *m);
 const engine_grammar *g_matcher_grammar(const engine_grammar_matcher *m);

@@ -660,13 +660,15 @@ static uint32_t tools_node(engine_grammar *g, const json_t *fns, const json_t *n
 	/* Arguments by the name's place among the sorted literals. */
 	uint32_t args[64];
 	for (uint32_t k = 0; k < g->nodes[lit].n; k++) {
-		const g_text *t = &g->texts[g->nodes[lit].first + k];
+		/* The text itself, not a pointer into texts: compiling the arguments grows it. */
+		const char *name_text = g->texts[g->nodes[lit].first + k].s;
+		size_t name_len = g->texts[g->nodes[lit].first + k].len;
 		size_t i;
 		const json_t *f;
 		json_array_foreach(fns, i, f)
 		{
 			char *enc = json_dumps(json_object_get(f, "name"), JSON_ENCODE_ANY);
-			bool same = enc && strlen(enc) == t->len && memcmp(enc, t->s, t->len) == 0;
+			bool same = enc && strlen(enc) == name_len && memcmp(enc, name_text, name_len) == 0;
 			free(enc);
 			if (!same)
 				continue;

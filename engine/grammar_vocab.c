@@ -7,7 +7,10 @@
  * over the nodes: a node's state is its parent's advanced by one byte, kept
  * in a small array indexed by depth; a node whose byte is rejected skips its
  * whole subtree. Tokens sharing a prefix share the work, and inside a
- * structure only the few branches that fit are visited.
+ * structure only the few branches that fit are visited. Inside a string,
+ * where most of the vocabulary fits, a subtree of plain printable ASCII that
+ * the string's remaining length can hold is allowed whole without visiting
+ * it (its tokens are contiguous in depth-first order).
  *
  * Pieces come from the tokenizer's own piece-to-bytes mapping
  * (engine_token_piece): SentencePiece's U+2581 is a space, <0xNN> tokens are
@@ -33,6 +36,9 @@ struct engine_grammar_vocab {
 	uint32_t *tok_at;   /* (n_nodes) first of its tokens in toks */
 	uint32_t *tok_n;    /* (n_nodes) how many tokens end here */
 	int32_t *toks;      /* token ids, grouped by node */
+	uint32_t *tok_pre;  /* (n_nodes + 1) tokens held by nodes before this one */
+	uint8_t *plain;     /* (n_nodes) every byte in the subtree is plain string text */
+	uint8_t *sub_depth; /* (n_nodes) depth of the deepest node in the subtree */
 	uint32_t max_depth; /* longest piece */
 };
 
@@ -64,6 +70,9 @@ void engine_grammar_vocab_free(engine_grammar_vocab *v)
 	ag_free(v->tok_at);
 	ag_free(v->tok_n);
 	ag_free(v->toks);
+	ag_free(v->tok_pre);
+	ag_free(v->plain);
+	ag_free(v->sub_depth);
 	ag_free(v);
 }
 
@@ -118,6 +127,30 @@ static int build(engine_grammar_vocab **out, entry *e, size_t n, size_t n_vocab)
 	}
 	while (plen > 0)
 		v->end[path[--plen]] = (uint32_t)v->n_nodes;
+	/* Subtree summaries for the string fast path. */
+	v->tok_pre = ag_malloc((v->n_nodes + 1) * sizeof *v->tok_pre);
+	v->plain = ag_malloc(cap);
+	v->sub_depth = ag_malloc(cap);
+	uint32_t *odd = ag_malloc((v->n_nodes + 1) * sizeof *odd); /* non-plain nodes before i */
+	if (!v->tok_pre || !v->plain || !v->sub_depth || !odd) {
+		ag_free(odd);
+		engine_grammar_vocab_free(v);
+		return ag_error_set(AG_ENOMEM, "grammar vocabulary: out of memory");
+	}
+	v->tok_pre[0] = odd[0] = 0;
+	for (size_t i = 0; i < v->n_nodes; i++) {
+		v->tok_pre[i + 1] = v->tok_pre[i] + v->tok_n[i];
+		odd[i + 1] = odd[i] + !g_plain_byte(v->byte[i]);
+	}
+	for (size_t i = v->n_nodes; i-- > 0;) {
+		v->plain[i] = odd[v->end[i]] == odd[i];
+		uint8_t deepest = v->depth[i];
+		for (size_t j = i + 1; j < v->end[i]; j = v->end[j]) /* the children */
+			if (v->sub_depth[j] > deepest)
+				deepest = v->sub_depth[j];
+		v->sub_depth[i] = deepest;
+	}
+	ag_free(odd);
 	*out = v;
 	return 0;
 }
@@ -188,7 +221,15 @@ int engine_grammar_mask(engine_grammar_matcher *m, const engine_grammar_vocab *v
 	memcpy(&w[0], cur, g_state_size(cur));
 	const uint8_t *byte = v->byte, *depth = v->depth;
 	for (size_t i = 0; i < v->n_nodes;) {
-		uint32_t d = depth[i];
+		uint32_t d = depth[i], room;
+		if (v->plain[i] && g_string_room(g, &w[d - 1], &room) && v->sub_depth[i] - (d - 1) <= room) {
+			for (uint32_t k = v->tok_pre[i]; k < v->tok_pre[v->end[i]]; k++) {
+				uint32_t id = (uint32_t)v->toks[k];
+				mask[id >> 5] |= 1u << (id & 31);
+			}
+			i = v->end[i];
+			continue;
+		}
 		g_step(g, &w[d], &w[d - 1], byte[i]);
 		if (!w[d].n_stacks) {
 			i = v->end[i]; /* nothing below can be accepted either */

@@ -1,8 +1,8 @@
 /* Fuzz harness: the JSON Schema to grammar compiler and the matcher. The input is a
  * schema and a text separated by the first newline. The schema goes through jansson and
- * engine_grammar_compile (with prefix, suffix and newlines on half the time); the text is
- * fed byte by byte, asking complete/finished along the way, then masked against a small
- * vocabulary cut from the text itself. Whatever the matcher accepts and calls complete
+ * engine_grammar_compile (engine_grammar_compile_tools when it is an array of tools) (with prefix, suffix and
+ * newlines on half the time); the text is fed byte by byte, asking complete/finished along the way, then
+ * masked against a small vocabulary cut from the text itself. Whatever the matcher accepts and calls complete
  * must parse with jansson (less the optional newlines), which the harness checks. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,7 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o.max_items = 8;
 	o.max_depth = 6;
 	engine_grammar *g = NULL;
-	if (engine_grammar_compile(&g, schema, &o) != 0) {
+	/* An array is a tools list (the tool-call grammar), anything else a schema. */
+	int rc = json_is_array(schema) ? engine_grammar_compile_tools(&g, schema, NULL, &o)
+				       : engine_grammar_compile(&g, schema, &o);
+	if (rc != 0) {
 		json_decref(schema);
 		return 0;
 	}
