@@ -68,6 +68,10 @@ typedef struct engine_kernels {
 	float (*att_exp)(float *s, size_t n, float m);
 	/* o[e] += sum over p < n of w[p] * V_p[e], for e < hd. */
 	void (*att_accum)(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd);
+	/* One step of one Mamba channel: s[q] = s[q] * exp(dl * A[q]) + B[q] * xdt for
+	 * q < N; returns the sum of s[q] * C[q]. */
+	float (*ssm_step)(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
+			  size_t N);
 } engine_kernels;
 
 /* The portable attention kernels, which the SIMD sets fall back to. */
@@ -75,6 +79,8 @@ void engine_att_scores_portable(const float *q, size_t group, size_t hd, const f
 				size_t n, float scale, float *s, size_t lds);
 float engine_att_exp_portable(float *s, size_t n, float m);
 void engine_att_accum_portable(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd);
+float engine_ssm_step_portable(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
+			       size_t N);
 
 extern const engine_kernels engine_kernels_portable;
 

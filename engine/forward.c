@@ -193,11 +193,7 @@ static void mamba_task(void *ctx, int i, int n)
 			const float *B = j->p + t * (R + 2 * N) + R, *C = B + N;
 			float dl = engine_softplus(j->delta[t * D + d] + L->dt_b[d]);
 			float ut = j->u[t * D + d];
-			float xdt = dl * ut, yv = 0;
-			for (size_t q = 0; q < N; q++) {
-				s[q] = s[q] * expf(dl * A[q]) + B[q] * xdt;
-				yv += s[q] * C[q];
-			}
+			float yv = j->P->m->kern->ssm_step(s, A, B, C, dl, dl * ut, N);
 			yv += L->ssm_d[d] * ut;
 			j->y[t * D + d] = yv * engine_silu(j->xz[t * 2 * D + D + d]);
 		}

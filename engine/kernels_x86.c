@@ -314,6 +314,19 @@ T512 static void att_accum512(float *o, const float *w, const float *V, size_t s
 		_mm512_storeu_ps(o + 16 * v, acc[v]);
 }
 
+/* d_state 16 (every Jamba) is one vector: one vector exp instead of sixteen expf. */
+T512 static float ssm_step512(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
+			      size_t N)
+{
+	if (N != 16)
+		return engine_ssm_step_portable(s, A, B, C, dl, xdt, N);
+	__m512 decay = exp512(_mm512_mul_ps(_mm512_set1_ps(dl), _mm512_loadu_ps(A)));
+	__m512 st = _mm512_fmadd_ps(_mm512_loadu_ps(s), decay,
+				    _mm512_mul_ps(_mm512_loadu_ps(B), _mm512_set1_ps(xdt)));
+	_mm512_storeu_ps(s, st);
+	return hsum512(_mm512_mul_ps(st, _mm512_loadu_ps(C)));
+}
+
 static const engine_kernels kernels_avx512 = {
 	.name = "avx512",
 	.dot = dot512,
@@ -322,6 +335,7 @@ static const engine_kernels kernels_avx512 = {
 	.att_scores = att_scores512,
 	.att_exp = att_exp512,
 	.att_accum = att_accum512,
+	.ssm_step = ssm_step512,
 };
 
 /* ================================================================ AVX2 */
@@ -504,6 +518,7 @@ static const engine_kernels kernels_avx2 = {
 	.att_scores = engine_att_scores_portable,
 	.att_exp = engine_att_exp_portable,
 	.att_accum = engine_att_accum_portable,
+	.ssm_step = engine_ssm_step_portable,
 };
 
 #endif

@@ -86,6 +86,7 @@ static void test_batch_equals_alone(void **state)
 		engine_jamba_random_init(&p); /* has MoE layers and a GQA attention layer */
 		p.weight_type = types[t];
 		p.seed = 300 + t;
+		p.d_state = t == 0 ? 16 : 8;
 		engine_model *m = make(&p, "eq");
 		for (size_t k = 0; k < 3; k++) {
 			if (engine_set_kernels(m, kernels[k]))
@@ -146,6 +147,7 @@ static void test_long_context_reference(void **state)
 	p.n_ff = 32;
 	p.n_head = 4;
 	p.n_head_kv = 1; /* MQA: four query heads share the cache, as in the 3B */
+	p.d_state = 16; /* every Jamba's: the SIMD scan step takes it in one vector */
 	p.seed = 320;
 	engine_model *m = make(&p, "long");
 	assert_int_equal(engine_set_threads(m, 2), 0);
