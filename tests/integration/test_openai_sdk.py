@@ -1,8 +1,11 @@
 """The official openai npm package talks to agentd unchanged: plain, streamed,
 tool call and JSON-schema completions, and an OpenAI-shaped error. agentd runs
 with --remote pointed at a scripted OpenAI-compatible server, so this checks
-agentd's protocol, not a model's quality. Skips (with the reason) when npm has
-not installed the package (tests/integration/js: npm ci)."""
+agentd's protocol, not a model's quality; then once more on the local engine
+with the shipped model, where the JSON-schema answer and the tool call (forced
+with tool_choice "required") come from constrained decoding and must be valid
+whatever the small model would have written. Skips (with the reason) when npm
+has not installed the package (tests/integration/js: npm ci)."""
 import json
 import os
 import shutil
@@ -43,6 +46,34 @@ def main():
         "json": json.loads(out["json"]["content"]) == {"answer": "give json"},
         "error": out["error"]["status"] == 400 and out["error"]["type"] == "invalid_request_error",
     }
+    shipped = os.path.join(os.environ.get("AGENTD_SRC") or os.path.join(HERE, "..", ".."), "models",
+                           "agentd-small.gguf")
+    if os.path.exists(shipped):
+        with Agentd(config={"model": shipped}) as d:
+            env = dict(os.environ, AGENTD_URL=d.url, AGENTD_KEY=d.admin_key, AGENTD_MODEL="agentd-small",
+                       TOOL_CHOICE="required", TOOL_MAX_TOKENS="200", JSON_MAX_TOKENS="400")
+            p = subprocess.run(["node", "openai_client.mjs"], cwd=JS, env=env, capture_output=True, text=True,
+                               timeout=600)
+            local = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
+        if local is None:
+            print(p.stdout, p.stderr)
+            checks["local model: the client ran"] = False
+        else:
+            try:
+                args = json.loads(local["tool"]["arguments"] or "null")
+                answer = json.loads(local["json"]["content"])
+            except ValueError:
+                args = answer = None
+            checks["local model: plain and streamed"] = isinstance(local["plain"]["content"], str) \
+                and local["stream"]["chunks"] >= 2
+            checks["local model: tool_choice required gives a valid call"] = \
+                local["tool"]["finish"] == "tool_calls" and local["tool"]["name"] == "calculator" \
+                and isinstance(args, dict) and set(args) == {"expression"} and isinstance(args["expression"], str)
+            checks["local model: json_schema answer validates"] = isinstance(answer, dict) \
+                and set(answer) == {"answer"} and isinstance(answer["answer"], str)
+            out["local"] = local
+    else:
+        print("note: %s is missing; the local-model leg is skipped" % shipped)
     for name, ok in checks.items():
         print(("ok   " if ok else "FAIL ") + name)
     if not all(checks.values()):

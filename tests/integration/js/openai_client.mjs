@@ -55,8 +55,9 @@ const toolReply = await client.chat.completions.create({
   model,
   messages: [{ role: "user", content: process.env.TOOL_PROMPT || "calc 12*7" }],
   tools,
+  tool_choice: process.env.TOOL_CHOICE || undefined,
   temperature: 0,
-  max_tokens: 64,
+  max_tokens: Number(process.env.TOOL_MAX_TOKENS || 64),
 });
 const call = toolReply.choices[0].message.tool_calls?.[0];
 out.tool = { finish: toolReply.choices[0].finish_reason, name: call?.function?.name, arguments: call?.function?.arguments };
@@ -65,7 +66,7 @@ const json = await client.chat.completions.create({
   model,
   messages: [{ role: "user", content: process.env.JSON_PROMPT || "give json" }],
   temperature: 0,
-  max_tokens: 64,
+  max_tokens: Number(process.env.JSON_MAX_TOKENS || 64),
   response_format: {
     type: "json_schema",
     json_schema: {
