@@ -924,6 +924,73 @@ static void test_local_glue(void **state)
 	engine_tokenizer_free(l.tok);
 }
 
+/* A vocabulary where <tool_call> is plain text (the random models'): the call is found in
+ * the text and constrained up to its closing tag, written as text too. */
+static void test_local_glue_text_tags(void **state)
+{
+	(void)state;
+	float scores[N_GLUE] = {0};
+	int32_t types[N_GLUE];
+	for (size_t i = 0; i < N_GLUE; i++)
+		types[i] = i < T_OPEN ? ENGINE_TOKEN_CONTROL : ENGINE_TOKEN_NORMAL;
+	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
+	engine_vocab_desc d;
+	engine_vocab_desc_init(&d);
+	d.model = "llama";
+	d.tokens = glue_tokens;
+	d.scores = scores;
+	d.types = types;
+	d.n_tokens = N_GLUE;
+	d.unk_id = T_UNK;
+	d.bos_id = T_BOS;
+	d.eos_id = T_EOS;
+	d.add_space_prefix = false;
+	engine_local l;
+	memset(&l, 0, sizeof l);
+	assert_int_equal(engine_tokenizer_create(&l.tok, &d), 0);
+	l.format = ENGINE_CHAT_CHATML;
+	json_t *tools =
+		json_loads("[{\"name\":\"calc\",\"parameters\":{\"type\":\"object\",\"properties\":{\"x\":{"
+			   "\"type\":\"integer\"}},\"required\":[\"x\"]}}]",
+			   0, NULL);
+	engine_chat_request req = {.tools = tools};
+	local_constraint c;
+	char allowed[512];
+	assert_int_equal(local_constraint_init(&c, &l, &req), 0);
+	ag_buf text = AG_BUF_INIT;
+	const char *seq[] = {"hi", "<tool_call>",  "\n", "{",  "\"", "name",      "\"", ":",
+			     "\"", "calc",         "\"", ",",  "\"", "arguments", "\"", ":",
+			     "{",  "\"",           "x",  "\"", ":",  "1",         "}",  "}",
+			     "\n", "</tool_call>", "hi", NULL};
+	for (size_t i = 0; seq[i]; i++) {
+		int32_t id = i == 1                                ? T_OPEN
+			     : strcmp(seq[i], "</tool_call>") == 0 ? T_CLOSE
+								   : glue_id(seq[i]);
+		masked(&c, allowed, sizeof allowed);
+		char probe[64], wrapped[520];
+		snprintf(probe, sizeof probe, "|%s|", seq[i]);
+		snprintf(wrapped, sizeof wrapped, "|%s|", allowed);
+		if (!strstr(wrapped, probe))
+			fail_msg("token %zu '%s' is not allowed; allowed: %s", i, seq[i], allowed);
+		if (i == 2) /* inside the call: only JSON (or its leading newline) */
+			assert_string_equal(allowed, "{|\n");
+		if (i == 24) /* the value is whole: the newline before the closing tag */
+			assert_string_equal(allowed, "\n");
+		if (i == 25) /* then the tag, spelled by its text token */
+			assert_string_equal(allowed, "</tool_call>");
+		ag_buf_puts(&text, seq[i]);
+		assert_int_equal(local_constraint_accept(&c, id, text.data, text.len), 0);
+	}
+	masked(&c, allowed, sizeof allowed); /* after the tag: free text again */
+	assert_non_null(strstr(allowed, "calc"));
+	assert_non_null(strstr(allowed, "}"));
+	local_constraint_free(&c);
+	ag_buf_free(&text);
+	json_decref(tools);
+	engine_grammar_vocab_free(l.gvocab);
+	engine_tokenizer_free(l.tok);
+}
+
 int main(void)
 {
 	ag_alloc_init();
@@ -940,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(test_random_model_always_valid),
 		cmocka_unit_test(test_local_backend_constrained),
 		cmocka_unit_test(test_local_glue),
+		cmocka_unit_test(test_local_glue_text_tags),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
