@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 from harness import Agentd
 
@@ -188,6 +189,31 @@ def main():
                                         "a": {"type": "string", "minLength": 9, "maxLength": 2}}}}}})
             check("%s: an unsatisfiable schema is a 400" % label,
                   st == 400 and js["error"]["type"] == "invalid_request_error", body)
+            # Concurrent constrained requests share the engine (batched decode), each with its own grammar.
+            results = {}
+
+            def one(i):
+                schema = SCHEMA if i % 2 == 0 else {"type": "array", "items": {"type": "integer"}, "maxItems": 5}
+                st, _, _, js = post({
+                    "messages": [{"role": "user", "content": "list %d" % i}],
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+                    "max_tokens": 400, "temperature": 1.0, "seed": 100 + i})
+                results[i] = (schema, st, js)
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            bad = []
+            for i, (schema, st, js) in sorted(results.items()):
+                try:
+                    ok = st == 200 and valid(schema, json.loads(js["choices"][0]["message"]["content"]))
+                except (ValueError, TypeError, KeyError):
+                    ok = False
+                if not ok:
+                    bad.append((i, st, js))
+            check("%s: 6 concurrent constrained requests all validate" % label, len(results) == 6 and not bad, bad)
+
             st, _, body, _ = d.request("GET", "/healthz")
             check("%s: the daemon keeps serving" % label, st == 200, body)
 
