@@ -81,7 +81,6 @@ def test_twenty_concurrent_runs_finish(d):
         for s in run["steps"]:
             if s.get("kind") == "retrieval":
                 retrieved.update(str(c) for c in s["chunk_ids"])
-        assert retrieved, run  # the collection answers every question with something
         for c in run.get("citations") or []:
             assert str(c.get("chunk_id", c.get("chunk"))) in retrieved, (c, retrieved)
     print("   20 runs: %s; errors: %s" % (json.dumps({s: sum(r["status"] == s for r in runs) for s in TERMINAL}),
