@@ -442,11 +442,12 @@ int engine_reference_logits(const engine_model *m, const int32_t *tokens, size_t
  * (engine/grammar.c, grammar_schema.c, grammar_vocab.c)
  * ===================================================================== */
 
-/* How a schema compiles. Every cap keeps generation finite: a string, an array, a
- * number or an object never grows past them, whatever the model prefers. */
+/* How a schema compiles. The caps keep generation finite: a string, an array, a number
+ * or an object without bounds of its own never grows past them, whatever the model
+ * prefers (an explicit maxLength / maxItems is honoured as given, up to 2^20 / 65536). */
 typedef struct engine_grammar_options {
-	uint32_t max_string; /* characters in a string without a smaller maxLength (256) */
-	uint32_t max_items;  /* items in an array without a smaller maxItems (64) */
+	uint32_t max_string; /* characters in a string without a maxLength (256) */
+	uint32_t max_items;  /* items in an array without a maxItems (64) */
 	uint32_t max_digits; /* digits of an integer part or a fraction, 1..18 (15) */
 	uint32_t max_props;  /* additional (undeclared) properties per object (16) */
 	uint32_t max_depth;  /* nesting of values, schemaless ones included, 1..24 (12) */

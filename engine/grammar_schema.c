@@ -422,8 +422,11 @@ static uint32_t typed_node(engine_grammar *g, const json_t *s, const char *type,
 		uint32_t min = 0, max = UINT32_MAX;
 		if (get_count(s, "minItems", &min, path) || get_count(s, "maxItems", &max, path))
 			return G_NONE;
-		if (max > g->opt.max_items)
+		/* An explicit maxItems bounds the array already; the cap is for arrays without one. */
+		if (max == UINT32_MAX)
 			max = g->opt.max_items > min ? g->opt.max_items : min;
+		if (max > 65536)
+			max = 65536 > min ? 65536 : min;
 		if (min > max || min > 1024) {
 			ag_error_set(min > max ? AG_EINVAL : AG_ELIMIT, "schema%s: minItems %u cannot be met",
 				     path, min);
@@ -448,8 +451,11 @@ static uint32_t typed_node(engine_grammar *g, const json_t *s, const char *type,
 		uint32_t min = 0, max = UINT32_MAX;
 		if (get_count(s, "minLength", &min, path) || get_count(s, "maxLength", &max, path))
 			return G_NONE;
-		if (max > g->opt.max_string)
+		/* An explicit maxLength bounds the string already; the cap is for strings without one. */
+		if (max == UINT32_MAX)
 			max = g->opt.max_string > min ? g->opt.max_string : min;
+		if (max > (1u << 20))
+			max = (1u << 20) > min ? (1u << 20) : min;
 		if (min > max || min > 65536) {
 			ag_error_set(min > max ? AG_EINVAL : AG_ELIMIT,
 				     "schema%s: minLength %u cannot be met", path, min);

@@ -147,6 +147,14 @@ static void test_strings(void **state)
 	assert_true(accepts(g, "\"abcd\""));
 	assert_false(accepts(g, "\"abcde\""));
 	engine_grammar_free(g);
+	/* An explicit maxLength / maxItems is the schema's own bound: honoured past the caps. */
+	o.max_items = 2;
+	g = compile_text(
+		"{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":6},\"maxItems\":3}", &o);
+	assert_true(accepts(g, "[\"abcdef\",\"a\",\"b\"]"));
+	assert_false(accepts(g, "[\"abcdefg\"]"));
+	assert_false(accepts(g, "[\"a\",\"b\",\"c\",\"d\"]"));
+	engine_grammar_free(g);
 }
 
 static void test_enums_consts_unions(void **state)
