@@ -9,7 +9,7 @@
  * English stop words are dropped. Terms are first required together (AND);
  * when that finds fewer than 3 chunks, queries leaving out one term at a
  * time fill the list; when nothing is found at all, the rarest terms are
- * accepted alone (OR). Ranking every chunk that holds any common word is
+ * accepted alone (OR), even a single one. Ranking every chunk that holds any common word is
  * what would make a search slow, so OR is never run over common terms.
  */
 #include "retrieval/internal.h"
@@ -393,7 +393,8 @@ int retrieval_search(retrieval_hits **out, sqlite3 *db, const retrieval_principa
 				df[at] = f;
 			}
 		}
-		if (m >= 2) {
+		/* one term found alone is searched alone: no slower than a one-word query */
+		if (m >= 1) {
 			if (build_match(&match, rare, m, "OR", false) < 0)
 				goto out_match;
 			rc = run_query(h, cap, db, q, match.data, colls_json, source_prefix, k);

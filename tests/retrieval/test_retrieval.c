@@ -457,6 +457,13 @@ static void test_filters(void **state)
 	assert_int_equal(retrieval_search(&h, db, &acme_viewer, &q), 0);
 	assert_int_equal(h->count, 2);
 	retrieval_hits_free(h);
+	/* A question whose only indexed word is one term still finds its chunks: the other words
+	 * appear nowhere, so neither AND nor any pair can match. */
+	q.text = "How often is maintenance done on weekdays?";
+	assert_int_equal(retrieval_search(&h, db, &acme_viewer, &q), 0);
+	assert_int_equal(h->count, 1);
+	assert_string_equal(h->items[0].document_id, r1.document_id);
+	retrieval_hits_free(h);
 }
 
 static void test_chunk_budget_and_overlap(void **state)
