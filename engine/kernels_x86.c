@@ -101,7 +101,10 @@ T512 static inline float hsum512(__m512 a) { return _mm512_reduce_add_ps(a); }
  * accumulators, the low and high 16 values of each block, block after block:
  * the same order for any tile shape, so a token's result never depends on the
  * tokens beside it. Weights are widened once per block for all TB tokens,
- * and each activation vector is loaded once for all RB rows. */
+ * and each activation vector is loaded once for all RB rows. The next tile's
+ * rows are prefetched as this one is read: several interleaved row streams
+ * defeat the hardware prefetcher, and decode then waits on memory at half
+ * the bandwidth (measured: 8.6 against 19 GB/s on one core). */
 #define TILE512(TYPE, RB, TB)                                                                                \
 	do {                                                                                                 \
 		__m512 a0[RB][TB], a1[RB][TB];                                                               \
@@ -113,6 +116,8 @@ T512 static inline float hsum512(__m512 a) { return _mm512_reduce_add_ps(a); }
 			__m512 w0[RB], w1[RB];                                                               \
 			_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                              \
 				load512(TYPE, row + i * w->row_bytes + b * bb, &w0[i], &w1[i]);              \
+			_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++) _mm_prefetch(                \
+				(const char *)row + (RB + i) * w->row_bytes + b * bb + 64, _MM_HINT_T0);     \
 			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++)                              \
 			{                                                                                    \
 				const float *xt = x + (t0 + t) * n + b * 32;                                 \
@@ -404,6 +409,8 @@ T256 static inline float hsum256(__m256 a)
 			__m256 wv[RB][4];                                                                    \
 			_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++)                              \
 				load256(TYPE, row + i * w->row_bytes + b * bb, wv[i]);                       \
+			_Pragma("GCC unroll 4") for (size_t i = 0; i < RB; i++) _mm_prefetch(                \
+				(const char *)row + (RB + i) * w->row_bytes + b * bb + 64, _MM_HINT_T0);     \
 			_Pragma("GCC unroll 4") for (size_t t = 0; t < TB; t++)                              \
 			{                                                                                    \
 				const float *xt = x + (t0 + t) * n + b * 32;                                 \
