@@ -107,6 +107,8 @@ int engine_pool_size(const engine_pool *p);
 void engine_pool_run(engine_pool *p, engine_pool_fn fn, void *ctx);
 
 struct engine_model {
+	void *file; /* the whole GGUF file, read into anonymous memory (model.c says why) */
+	size_t file_size;
 	engine_gguf *gguf;
 	engine_config cfg;
 	engine_layer *layers;   /* (n_layer) */

@@ -4,9 +4,17 @@
  * the presence of a router tensor, norms, state sizes), binds every weight by
  * its llama.cpp name with its shape checked, converts the small vectors
  * (norms, biases, conv taps, A, D) to floats, and collects the tokenizer
- * metadata for engine_tokenizer_create. Big matrices stay in the mapping.
+ * metadata for engine_tokenizer_create. Big matrices are used where the file
+ * was read to: anonymous memory, not a mapping of the file, because decode
+ * streams weights from page-cache pages at two thirds of the rate it gets from
+ * anonymous ones (13.5 against 19 GB/s on one core, measured here).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -428,6 +436,48 @@ static void model_identity(engine_model *m)
 	crypto_hash_sha256_final(&st, m->identity);
 }
 
+/* The whole file into anonymous memory, read-only afterwards. */
+static int read_file(engine_model *m, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ag_error_set(AG_EIO, "cannot open: %s", strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return ag_error_set(AG_EIO, "not a readable file");
+	}
+	size_t size = (size_t)st.st_size;
+	void *p = size ? mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+			      -1, 0)
+		       : NULL;
+	if (size && p == MAP_FAILED) {
+		close(fd);
+		return ag_error_set(AG_ENOMEM, "no memory for the %zu-byte model", size);
+	}
+	size_t done = 0;
+	while (done < size) {
+		ssize_t n =
+			read(fd, (uint8_t *)p + done, size - done < (1u << 30) ? size - done : (1u << 30));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = errno;
+			close(fd);
+			munmap(p, size);
+			return ag_error_set(AG_EIO, "read failed at byte %zu: %s", done,
+					    n ? strerror(e) : "file shrank");
+		}
+		done += (size_t)n;
+	}
+	close(fd);
+	if (size)
+		mprotect(p, size, PROT_READ);
+	m->file = p;
+	m->file_size = size;
+	return 0;
+}
+
 int engine_model_load(engine_model **out, const char *path)
 {
 	*out = NULL;
@@ -437,7 +487,9 @@ int engine_model_load(engine_model **out, const char *path)
 	m->kern = engine_kernels_find("best");
 	openblas_set_num_threads(1); /* forward.c splits sgemm over its own pool */
 	pthread_mutex_init(&m->pool_lock, NULL);
-	int rc = engine_gguf_open(&m->gguf, path);
+	int rc = read_file(m, path);
+	if (!rc)
+		rc = engine_gguf_open_memory(&m->gguf, m->file, m->file_size);
 	if (!rc)
 		rc = read_config(m);
 	if (!rc)
@@ -487,6 +539,8 @@ void engine_model_free(engine_model *m)
 	engine_pool_free(m->pool);
 	pthread_mutex_destroy(&m->pool_lock);
 	engine_gguf_free(m->gguf);
+	if (m->file)
+		munmap(m->file, m->file_size);
 	ag_free(m);
 }
 
