@@ -147,7 +147,7 @@ static void test_long_context_reference(void **state)
 	p.n_ff = 32;
 	p.n_head = 4;
 	p.n_head_kv = 1; /* MQA: four query heads share the cache, as in the 3B */
-	p.d_state = 16; /* every Jamba's: the SIMD scan step takes it in one vector */
+	p.d_state = 16;  /* every Jamba's: the SIMD scan step takes it in one vector */
 	p.seed = 320;
 	engine_model *m = make(&p, "long");
 	assert_int_equal(engine_set_threads(m, 2), 0);
