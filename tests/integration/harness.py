@@ -149,11 +149,11 @@ class Agentd:
                               cwd=AGENTD_SRC)
 
 
-def main(namespace, config=None, args=None):
+def main(namespace, config=None, args=None, env=None):
     """Runs every test_* function in namespace against one daemon; prints 'N passed, N failed'."""
     tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
     passed = failed = 0
-    d = Agentd(config=config, args=args)
+    d = Agentd(config=config, args=args, env=env)
     try:
         d.start()
         for name, fn in tests:
