@@ -17,6 +17,36 @@ static int get_metrics(agentd_request *req, agentd_response *res)
 	int rc = agentd_metrics_render(req->ctx->metrics, &text, &len);
 	if (rc)
 		return rc;
+	const agentd_model *model = req->ctx->model;
+	if (model) {
+		/* the model's gauges, after the HTTP ones */
+		ag_buf b = AG_BUF_INIT;
+		uint64_t passes = 0, steps = 0;
+		if (model->local)
+			engine_local_batch_stats(model->local, &passes, &steps);
+		rc = ag_buf_append(&b, text, len);
+		rc = rc ? rc
+			: ag_buf_printf(
+				  &b,
+				  "# HELP agentd_streams_generating Streamed completions still generating.\n"
+				  "# TYPE agentd_streams_generating gauge\n"
+				  "agentd_streams_generating %d\n"
+				  "# HELP agentd_decode_passes_total Batched decode passes of the local "
+				  "engine.\n"
+				  "# TYPE agentd_decode_passes_total counter\n"
+				  "agentd_decode_passes_total %llu\n"
+				  "# HELP agentd_decode_steps_total Sequence steps those passes decoded.\n"
+				  "# TYPE agentd_decode_steps_total counter\n"
+				  "agentd_decode_steps_total %llu\n",
+				  atomic_load(&((agentd_model *)model)->active), (unsigned long long)passes,
+				  (unsigned long long)steps);
+		ag_free(text);
+		if (rc) {
+			ag_buf_free(&b);
+			return rc;
+		}
+		text = ag_buf_detach(&b, &len);
+	}
 	ag_free(res->body);
 	res->body = text;
 	res->body_len = len;

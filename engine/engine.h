@@ -577,6 +577,8 @@ void engine_local_free(engine_local *l);
 engine_model *engine_local_model(engine_local *l);
 const engine_tokenizer *engine_local_tokenizer(const engine_local *l);
 const char *engine_local_name(const engine_local *l); /* the file name without .gguf */
+/* Batched decode so far: passes run and sequence steps they carried (engine_batcher_stats). */
+void engine_local_batch_stats(engine_local *l, uint64_t *passes, uint64_t *steps);
 /* A chat completion from an empty sequence. Thread-safe: prompts are fed one at a time,
  * then concurrent requests decode together in batched passes (up to 16 sequences). */
 int engine_local_chat(engine_local *l, const engine_chat_request *req, engine_chat_response *out);

@@ -113,6 +113,11 @@ void engine_local_free(engine_local *l)
 }
 
 engine_model *engine_local_model(engine_local *l) { return l->model; }
+
+void engine_local_batch_stats(engine_local *l, uint64_t *passes, uint64_t *steps)
+{
+	engine_batcher_stats(l->batcher, passes, steps);
+}
 const engine_tokenizer *engine_local_tokenizer(const engine_local *l) { return l->tok; }
 const char *engine_local_name(const engine_local *l) { return l->name; }
 
