@@ -1,14 +1,21 @@
 """Streaming clients and the engine's slots: a client that goes away mid-stream
 stops its generation at once (the decode steps stop and the stream's slot is
 freed, long before max_tokens would end it), and concurrent streams are decoded
-together in batched passes (the engine's counters in /metrics show it)."""
+together in batched passes (the engine's counters in /metrics show it).
+A random model (greedy, it never ends its turn) keeps the streams long whatever
+the shipped model learns."""
 import http.client
 import json
+import os
 import re
+import subprocess
+import tempfile
 import threading
 import time
 
 import harness
+
+BUILD = os.environ.get("AGENTD_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
 
 
 def metric(d, name):
@@ -35,7 +42,8 @@ def test_disconnect_stops_generation(d):
         "messages": [{"role": "user", "content": "Tell me everything about the handbook."}],
         "max_tokens": 4000, "temperature": 0})
     assert st == 200, body
-    assert js["usage"]["completion_tokens"] > 3000, js["usage"]
+    control = js["usage"]["completion_tokens"]
+    assert control >= 1000, js["usage"]
     conn, resp = open_stream(d, "Tell me everything about the handbook.", 4000)
     chunks = 0
     while chunks < 3:
@@ -53,7 +61,7 @@ def test_disconnect_stops_generation(d):
     steps = metric(d, "agentd_decode_steps_total")
     time.sleep(0.3)
     assert metric(d, "agentd_decode_steps_total") == steps  # nothing decodes any more
-    assert steps - steps_before < 2000, (steps_before, steps)  # far short of the 4000 asked for
+    assert steps - steps_before < control / 4, (steps_before, steps, control)  # far short of the control
 
 
 def test_concurrent_streams_share_passes(d):
@@ -82,4 +90,7 @@ def test_concurrent_streams_share_passes(d):
 
 
 if __name__ == "__main__":
-    raise SystemExit(harness.main(globals(), config={"threads": "16"}))
+    model = os.path.join(tempfile.mkdtemp(prefix="agentd-disconnect-"), "long.gguf")
+    subprocess.run([os.path.join(BUILD, "jamba_random"), model, "--layers", "4", "--embd", "64", "--vocab",
+                    "4000", "--seed", "9"], check=True, capture_output=True)
+    raise SystemExit(harness.main(globals(), config={"threads": "16", "model": model}))
