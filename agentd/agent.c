@@ -85,6 +85,16 @@ static int on_text(void *cls, const char *piece, size_t len)
 	return 0;
 }
 
+static int should_stop(void *cls)
+{
+	agent *a = cls;
+	if (agentd_run_cancelled(a->run)) {
+		a->cancelled_by_stream = true;
+		return 1;
+	}
+	return 0;
+}
+
 static int finish(agent *a, const char *status, json_t *extra, const char *error)
 {
 	flush_delta(a);
@@ -148,6 +158,7 @@ static int model_call(agent *a, agentd_gen_result *out)
 		.seed = 0,
 		.on_text = on_text,
 		.on_text_cls = a,
+		.should_stop = should_stop,
 	};
 	int64_t t0 = ag_monotonic_ns();
 	a->b.steps++;

@@ -26,6 +26,8 @@ typedef struct agentd_gen_request {
 	/* Called with each piece of answer text as it is generated; nonzero stops generation. May be NULL. */
 	int (*on_text)(void *cls, const char *piece, size_t len);
 	void *on_text_cls;
+	/* Polled at every token with on_text_cls; nonzero stops generation. May be NULL. */
+	int (*should_stop)(void *cls);
 } agentd_gen_request;
 
 typedef struct agentd_gen_result {

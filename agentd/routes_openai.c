@@ -529,6 +529,9 @@ static int do_chat(agentd_model *model, chat_call *c, engine_chat_response *r)
 
 /* ------------------------------------------------------------ streaming */
 
+#define KEEPALIVE    ": keep-alive\n\n"
+#define KEEPALIVE_NS (250 * 1000000LL)
+
 typedef struct chat_stream {
 	pthread_mutex_t lock;
 	int refs; /* the generation thread and the connection */
@@ -536,8 +539,9 @@ typedef struct chat_stream {
 	chat_call call;
 	ag_buf out; /* formatted SSE bytes ready for the connection */
 	size_t out_off;
-	bool finished;    /* the generation thread is done and everything is queued */
-	atomic_bool stop; /* the client went away */
+	bool finished;        /* the generation thread is done and everything is queued */
+	atomic_bool stop;     /* the client went away */
+	int64_t last_sent_ns; /* when bytes last went to the connection */
 	char id[48];
 	char model_name[128];
 	int64_t created;
@@ -586,12 +590,15 @@ static int stream_on_text(void *cls, const char *piece, size_t len)
 	return 0;
 }
 
+static int stream_should_stop(void *cls) { return atomic_load(&((chat_stream *)cls)->stop); }
+
 static void *generate_thread(void *arg)
 {
 	chat_stream *s = arg;
 	engine_chat_response r;
 	s->call.req.on_text = stream_on_text;
 	s->call.req.on_text_cls = s;
+	s->call.req.should_stop = stream_should_stop;
 	int rc = do_chat(s->model, &s->call, &r);
 	if (rc) {
 		json_t *err = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", ag_error_last(), "type",
@@ -633,6 +640,16 @@ static long chat_stream_read(void *cls, char *buf, size_t max)
 	pthread_mutex_lock(&s->lock);
 	size_t avail = s->out.len - s->out_off;
 	long n;
+	int64_t now = ag_monotonic_ns();
+	if (avail == 0 && !s->finished && now - s->last_sent_ns > KEEPALIVE_NS &&
+	    max >= sizeof KEEPALIVE - 1) {
+		/* Nothing to say (the model may be thinking): an SSE comment, which clients skip,
+		 * so a client that left is noticed by the failed write and its generation stops. */
+		memcpy(buf, KEEPALIVE, sizeof KEEPALIVE - 1);
+		s->last_sent_ns = now;
+		pthread_mutex_unlock(&s->lock);
+		return (long)(sizeof KEEPALIVE - 1);
+	}
 	if (avail == 0) {
 		n = s->finished ? -1 : 0;
 		if (s->out.len) {
@@ -643,6 +660,7 @@ static long chat_stream_read(void *cls, char *buf, size_t max)
 		n = (long)(avail < max ? avail : max);
 		memcpy(buf, s->out.data + s->out_off, (size_t)n);
 		s->out_off += (size_t)n;
+		s->last_sent_ns = now;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return n;

@@ -124,6 +124,7 @@ static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *re
 		.seed = req->seed,
 		.on_text = req->on_text,
 		.on_text_cls = req->on_text_cls,
+		.should_stop = req->should_stop,
 	};
 	engine_chat_response r;
 	int64_t t0 = ag_monotonic_ns();

@@ -536,6 +536,10 @@ typedef struct engine_chat_request {
 	/* Receives answer text as it is generated; nonzero stops the generation. May be NULL. */
 	int (*on_text)(void *cls, const char *piece, size_t len);
 	void *on_text_cls;
+	/* Polled at every token (with on_text_cls), text or not: nonzero stops the generation
+	 * ("cancelled"), so a client that left or a cancelled run frees its slot even while
+	 * the model is still thinking. May be NULL. */
+	int (*should_stop)(void *cls);
 } engine_chat_request;
 
 typedef struct engine_chat_response {

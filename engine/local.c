@@ -377,6 +377,10 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	while (!rc && n < max) {
 		int32_t tok;
 		bool none;
+		if (req->should_stop && req->should_stop(req->on_text_cls)) {
+			reason = "cancelled";
+			break;
+		}
 		if ((rc = local_constraint_mask(&con, logits, cfg->n_vocab, &none)))
 			break;
 		if (none) { /* the grammar allows nothing more: the answer is whole */

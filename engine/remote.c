@@ -326,6 +326,8 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 			s->bad = AG_ELIMIT;
 			return 0;
 		}
+		if (!s->stopped && s->req->should_stop && s->req->should_stop(s->req->on_text_cls))
+			s->stopped = true;
 		if (s->stopped || s->bad)
 			return 0; /* ends the transfer */
 	}

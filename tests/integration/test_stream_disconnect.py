@@ -45,11 +45,8 @@ def test_disconnect_stops_generation(d):
     control = js["usage"]["completion_tokens"]
     assert control >= 1000, js["usage"]
     conn, resp = open_stream(d, "Tell me everything about the handbook.", 4000)
-    chunks = 0
-    while chunks < 3:
-        line = resp.readline().decode()
-        assert line and "[DONE]" not in line, "the stream ended before the test could disconnect"
-        chunks += line.startswith("data: ")
+    # the model is still in its think block (nothing streamed yet): the stop must not wait for text
+    time.sleep(0.3)
     assert metric(d, "agentd_streams_generating") == 1
     steps_before = metric(d, "agentd_decode_steps_total")
     conn.sock.close()
