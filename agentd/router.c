@@ -22,17 +22,6 @@ static const agentd_route *const route_tables[] = {
 };
 /* clang-format on */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static char *percent_decode(ag_arena *arena, const char *s, size_t n)
 {
 	char *out = ag_arena_alloc(arena, n + 1);
@@ -41,7 +30,8 @@ static char *percent_decode(ag_arena *arena, const char *s, size_t n)
 	size_t o = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '%' && i + 2 < n) {
-			int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+			int hi = ag_hex_digit((unsigned char)s[i + 1]),
+			    lo = ag_hex_digit((unsigned char)s[i + 2]);
 			if (hi >= 0 && lo >= 0) {
 				out[o++] = (char)(hi << 4 | lo);
 				i += 2;

@@ -180,6 +180,8 @@ void ag_b64url_encode(char *out, const uint8_t *in, size_t n);
 /* Lower-case hex; out needs 2n + 1 bytes. */
 void ag_hex_encode(char *out, const uint8_t *in, size_t n);
 int ag_hex_decode(uint8_t *out, size_t out_len, const char *hex);
+/* The value of one hex digit (either case), or -1. */
+int ag_hex_digit(int c);
 void ag_sha256(uint8_t out[32], const void *data, size_t n);
 /* A random id like "run_3f9a..." (prefix + '_' + 24 hex chars); caller frees. */
 char *ag_new_id(const char *prefix);

@@ -56,7 +56,7 @@ void ag_hex_encode(char *out, const uint8_t *in, size_t n)
 	out[2 * n] = '\0';
 }
 
-static int hex_value(char c)
+int ag_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -72,7 +72,8 @@ int ag_hex_decode(uint8_t *out, size_t out_len, const char *hex)
 	if (strlen(hex) != out_len * 2)
 		return ag_error_set(AG_EINVAL, "hex string must be %zu characters", out_len * 2);
 	for (size_t i = 0; i < out_len; i++) {
-		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+		int hi = ag_hex_digit((unsigned char)hex[2 * i]),
+		    lo = ag_hex_digit((unsigned char)hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return ag_error_set(AG_EINVAL, "invalid hex digit");
 		out[i] = (uint8_t)(hi << 4 | lo);

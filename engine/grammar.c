@@ -89,17 +89,6 @@ static bool utf8_byte(g_frame *f, uint8_t c, bool *lead)
 
 static bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
 
-static int hex_value(uint8_t c)
-{
-	if (is_digit(c))
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Narrows the candidate texts [lo, hi) that matched pos bytes to those going on with c.
  * They sort by bytes, so the survivors are contiguous. False when none does. */
 static bool narrow(const engine_grammar *g, g_frame *f, uint8_t c)
@@ -334,7 +323,7 @@ static int step_string(const engine_grammar *g, g_frame *f, uint8_t c)
 		f->phase = S_BODY;
 		return R_ACCEPT;
 	default: { /* S_HEX */
-		int v = hex_value(c);
+		int v = ag_hex_digit(c);
 		if (v < 0)
 			return R_REJECT;
 		f->u = f->u * 16 + (uint32_t)v;

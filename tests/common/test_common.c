@@ -190,6 +190,11 @@ static void test_utils(void **state)
 	assert_int_equal(ag_hex_decode(back, 32, hex), 0);
 	assert_memory_equal(back, digest, 32);
 	assert_int_equal(ag_hex_decode(back, 32, "zz"), AG_EINVAL);
+	assert_int_equal(ag_hex_digit('0'), 0);
+	assert_int_equal(ag_hex_digit('a'), 10);
+	assert_int_equal(ag_hex_digit('F'), 15);
+	assert_int_equal(ag_hex_digit('g'), -1);
+	assert_int_equal(ag_hex_digit(0xff), -1);
 
 	char b64[16];
 	ag_b64url_encode(b64, (const uint8_t *)"\xfb\xff", 2);
