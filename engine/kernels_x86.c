@@ -40,6 +40,16 @@ static float tail_dot(const engine_weight *w, const uint8_t *row, const float *x
 	return s;
 }
 
+/* Values from..cols of a float-type row (rows that are not a multiple of 32 wide). */
+static void tail_to_f32(const engine_weight *w, uint64_t row, float *out, size_t from)
+{
+	const uint8_t *q = w->data + row * w->row_bytes;
+	for (size_t i = from; i < (size_t)w->cols; i++)
+		out[i] = w->type == ENGINE_TYPE_F32   ? ((const float *)(const void *)q)[i]
+			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(rd16(q + 2 * i))
+						      : engine_bf16_to_f32(rd16(q + 2 * i));
+}
+
 static size_t block_bytes(uint32_t type)
 {
 	switch (type) {
@@ -212,12 +222,7 @@ T512 static void row_to_f32_512(const engine_weight *w, uint64_t row, float *out
 		_mm512_storeu_ps(out + b * 32, w0);
 		_mm512_storeu_ps(out + b * 32 + 16, w1);
 	}
-	for (size_t i = nb * 32; i < n; i++) {
-		const uint8_t *q = w->data + row * w->row_bytes;
-		out[i] = w->type == ENGINE_TYPE_F32   ? ((const float *)(const void *)q)[i]
-			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(rd16(q + 2 * i))
-						      : engine_bf16_to_f32(rd16(q + 2 * i));
-	}
+	tail_to_f32(w, row, out, nb * 32);
 }
 
 static void rows512(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
@@ -496,12 +501,7 @@ T256 static void row_to_f32_256(const engine_weight *w, uint64_t row, float *out
 		for (int k = 0; k < 4; k++)
 			_mm256_storeu_ps(out + b * 32 + 8 * k, wv[k]);
 	}
-	for (size_t i = nb * 32; i < n; i++) {
-		const uint8_t *q = w->data + row * w->row_bytes;
-		out[i] = w->type == ENGINE_TYPE_F32   ? ((const float *)(const void *)q)[i]
-			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(rd16(q + 2 * i))
-						      : engine_bf16_to_f32(rd16(q + 2 * i));
-	}
+	tail_to_f32(w, row, out, nb * 32);
 }
 
 static void rows256(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
