@@ -5,17 +5,21 @@
 # i % expert_period == expert_offset with a softmax over all experts, top-k,
 # no renormalisation, SwiGLU experts.
 #
-# Two scans: `exact` runs the recurrence step by step (the reference, used to
-# compare with the engine); `chunk` (training) computes it chunk-parallel in
-# closed form, clamping each step's log-decay at -CLAMP so exp(-cumsum) stays
-# finite within a chunk. A clamped step still decays the state by e^-CLAMP,
-# so the two differ only by terms that small.
+# Three scans: `exact` runs the recurrence step by step in PyTorch (the
+# reference, used to compare with the engine); `kernel` (training, the
+# default) is the same recurrence in C with a hand-written backward (scan.c,
+# scan.py); `chunk` (the fallback when no C compiler works) computes it
+# chunk-parallel in closed form, clamping each step's log-decay at -CLAMP so
+# exp(-cumsum) stays finite within a chunk. A clamped step still decays the
+# state by e^-CLAMP, so it differs from the others only by terms that small.
 import math
 from dataclasses import dataclass, asdict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import scan as S
 
 
 @dataclass
@@ -71,6 +75,11 @@ def scan_exact(u, delta, A, Bm, Cm):
 
 
 def scan_chunk(u, delta, A, Bm, Cm):
+    """Chunk-parallel scan: closed form inside chunks of CHUNK steps, and a
+    short loop over chunk boundaries on (b, d, n) states only, so no Python
+    loop touches a (b, t, d, n) tensor. Inside a chunk the state at step t is
+    e_t * (Z_t + s0) with e_t = exp(cum_t) (cumulative log-decay from the
+    chunk start) and Z_t = sum_{j<=t} dt_j u_j B_j / e_j."""
     b, t, d = u.shape
     n = A.shape[1]
     L = CHUNK
@@ -79,19 +88,22 @@ def scan_chunk(u, delta, A, Bm, Cm):
         u, delta = F.pad(u, (0, 0, 0, pad)), F.pad(delta, (0, 0, 0, pad))
         Bm, Cm = F.pad(Bm, (0, 0, 0, pad)), F.pad(Cm, (0, 0, 0, pad))
     tt = t + pad
-    dA = (delta.unsqueeze(-1) * A).clamp(min=-CLAMP).view(b, tt // L, L, d, n)
-    bx = ((delta * u).unsqueeze(-1) * Bm.unsqueeze(2)).view(b, tt // L, L, d, n)
-    cum = dA.cumsum(2)
+    nc = tt // L
+    cum = (delta.unsqueeze(-1) * A).clamp(min=-CLAMP).view(b, nc, L, d, n).cumsum(2)
     e = torch.exp(cum)
-    w = (bx * torch.exp(-cum)).cumsum(2) * e
-    s = u.new_zeros(b, 1, d, n)
-    outs = []
-    for wc, ec in zip(w.unbind(1), e.unbind(1)):
-        sc = wc + ec * s
-        outs.append(sc)
-        s = sc[:, -1:]
-    S = torch.stack(outs, 1).view(b, tt, d, n)
-    y = (S * Cm.unsqueeze(2)).sum(-1)
+    bx = ((delta * u).unsqueeze(-1) * Bm.unsqueeze(2)).view(b, nc, L, d, n)
+    Z = (bx / e).cumsum(2)
+    # State entering each chunk: s_{c+1} = e_last_c * (Z_last_c + s_c).
+    # select/unbind rather than indexing: each `x[:, c]` would add a slice
+    # node whose backward zero-fills and adds a full-size gradient.
+    e_last, z_last = e.select(2, L - 1).unbind(1), Z.select(2, L - 1).unbind(1)
+    s = u.new_zeros(b, d, n)
+    starts = [s]
+    for c in range(nc - 1):
+        s = e_last[c] * (z_last[c] + s)
+        starts.append(s)
+    S = e * (Z + torch.stack(starts, 1).unsqueeze(2))
+    y = (S.view(b, tt, d, n) * Cm.unsqueeze(2)).sum(-1)
     return y[:, :t]
 
 
@@ -114,13 +126,20 @@ class Mamba(nn.Module):
         dt = torch.exp(torch.rand(D) * (math.log(0.1) - math.log(0.001)) + math.log(0.001))
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-        self.scan = "chunk"
+        self.scan = "kernel"
 
     def forward(self, h):
         t = h.shape[1]
         xz = self.in_proj(h)
         x, z = xz[..., : self.D], xz[..., self.D :]
-        x = self.conv1d(x.transpose(1, 2))[..., :t].transpose(1, 2)
+        # Causal depthwise conv as K shifted products: the same function as
+        # self.conv1d, but PyTorch's depthwise conv backward is very slow on CPU.
+        w = self.conv1d.weight[:, 0, :]
+        xp = F.pad(x, (0, 0, self.K - 1, 0))
+        acc = self.conv1d.bias
+        for k in range(self.K):
+            acc = acc + xp[:, k : k + t] * w[:, k]
+        x = acc
         u = F.silu(x)
         p = self.x_proj(u)
         dt = self.dt_layernorm(p[..., : self.R])
@@ -128,7 +147,12 @@ class Mamba(nn.Module):
         Cm = self.c_layernorm(p[..., self.R + self.N :])
         delta = F.softplus(self.dt_proj(dt))
         A = -torch.exp(self.A_log)
-        y = (scan_exact if self.scan == "exact" else scan_chunk)(u, delta, A, Bm, Cm)
+        if self.scan == "exact":
+            y = scan_exact(u, delta, A, Bm, Cm)
+        elif self.scan == "kernel" and S.available():
+            y = S.scan(u, delta, A, Bm, Cm)
+        else:
+            y = scan_chunk(u, delta, A, Bm, Cm)
         y = y + u * self.D_skip
         y = y * F.silu(z)
         return self.out_proj(y)
@@ -152,10 +176,14 @@ class Attention(nn.Module):
         rep = self.nh // self.nkv
         k = k.repeat_interleave(rep, 1)
         v = v.repeat_interleave(rep, 1)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd)
-        mask = torch.ones(t, t, dtype=torch.bool, device=h.device).triu(1)
-        att = att.masked_fill(mask, float("-inf")).softmax(-1)
-        o = (att @ v).transpose(1, 2).reshape(b, t, self.nh * self.hd)
+        # Scale and causal mask folded into one baddbmm: no extra passes over
+        # the (t, t) scores, which dominate long training sequences.
+        mask = torch.full((t, t), float("-inf"), device=h.device).triu(1)
+        q = q.reshape(b * self.nh, t, self.hd)
+        k = k.reshape(b * self.nh, t, self.hd).transpose(1, 2)
+        att = torch.baddbmm(mask, q, k, alpha=1.0 / math.sqrt(self.hd)).softmax(-1)
+        o = (att @ v.reshape(b * self.nh, t, self.hd)).view(b, self.nh, t, self.hd)
+        o = o.transpose(1, 2).reshape(b, t, self.nh * self.hd)
         return self.o_proj(o)
 
 
@@ -219,11 +247,16 @@ class Jamba(nn.Module):
             if isinstance(l.mixer, Mamba):
                 l.mixer.scan = mode
 
-    def forward(self, ids):
+    def hidden(self, ids):
+        """Final normalised hidden states; training applies lm_head only
+        where the loss is taken."""
         h = self.embed_tokens(ids)
         for l in self.layers:
             h = l(h)
-        return self.lm_head(self.final_layernorm(h))
+        return self.final_layernorm(h)
+
+    def forward(self, ids):
+        return self.lm_head(self.hidden(ids))
 
 
 def save(model, path, extra=None):

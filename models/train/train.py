@@ -57,6 +57,15 @@ def collate(eps, idx):
     return x, m
 
 
+def masked_loss(model, x, m):
+    """Mean cross-entropy over the positions whose next token is trained.
+    lm_head runs only there (under a tenth of all positions), not over the
+    whole padded batch."""
+    sel = m[:, 1:] > 0
+    h = model.hidden(x[:, :-1])[sel]
+    return F.cross_entropy(model.lm_head(h), x[:, 1:][sel])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -110,10 +119,7 @@ def main():
             for g in opt.param_groups:
                 g["lr"] = lr
             x, m = collate(eps, idx)
-            logits = model(x[:, :-1])
-            tgt, w = x[:, 1:], m[:, 1:]
-            loss = (F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none")
-                    * w.reshape(-1)).sum() / w.sum().clamp(min=1)
+            loss = masked_loss(model, x, m)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
