@@ -8,6 +8,8 @@
 #   MODEL_MINUTES   training budget in minutes (default 43)
 #   MODEL_EPISODES  training episodes (default 6000)
 #   MODEL_RESUME=1  continue the checkpoint in $MODEL_WORK
+#   MODEL_THREADS   training threads (default 1: measured faster than 2 here, idle or busy)
+#   MODEL_BATCH     padded tokens per optimizer step (default 3072)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=/usr/bin/python3
@@ -24,7 +26,8 @@ $PY $T/tok.py --episodes "$W/train.jsonl" --prefix "$W/tokenizer"
 resume=()
 [ "${MODEL_RESUME:-0}" = 1 ] && resume=(--resume)
 $PY $T/train.py --data "$W/train.jsonl" --tokenizer "$W/tokenizer.model" --out "$W/model.pt" \
-	--minutes "${MODEL_MINUTES:-43}" --tokens-per-batch 1536 --max-len 1200 "${resume[@]}" |
+	--minutes "${MODEL_MINUTES:-43}" --tokens-per-batch "${MODEL_BATCH:-3072}" --max-len 1200 \
+	--threads "${MODEL_THREADS:-1}" "${resume[@]}" |
 	tee "$W/train.log"
 $PY $T/export_gguf.py --ckpt "$W/model.pt" --tokenizer "$W/tokenizer.model" --out models/agentd-small.gguf
 cp "$W/tokenizer.model" models/tokenizer.model
