@@ -119,7 +119,9 @@ struct engine_model {
 	const engine_kernels *kern;
 	engine_pool *pool;
 	pthread_mutex_t pool_lock; /* engine_set_threads against running passes */
-	size_t max_kv_dim;         /* largest n_head_kv * head_dim */
+	float *deq;                /* sgemm's dequantised row blocks (forward.c), under pool_lock */
+	size_t deq_floats;
+	size_t max_kv_dim; /* largest n_head_kv * head_dim */
 	/* vocabulary handed to the tokenizer */
 	engine_vocab_desc vocab;
 	char **vocab_tokens;

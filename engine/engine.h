@@ -404,7 +404,8 @@ int engine_state_fill_synthetic(engine_state *s, uint64_t n, uint64_t seed);
  * (n_vocab floats) to logits (may be NULL to only advance the state).
  * AG_EINVAL (bad token, state of another model) leaves the state untouched;
  * after AG_ENOMEM the state may be partly advanced: reset or free it.
- * Passes on one model are serialised (they share its thread pool). */
+ * Passes on one model are serialised (they share its thread pool); a long prompt
+ * lets other passes run between its 256-token chunks. */
 int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size_t n, float *logits);
 /* One token. */
 int engine_decode(engine_model *m, engine_state *s, int32_t token, float *logits);

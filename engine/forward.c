@@ -405,7 +405,13 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	P->max_cols = mc;
 	P->scratch = ag_malloc((size_t)P->n_threads * mc * sizeof(float));
 	bool gemm = T >= P->gemm_min;
-	P->deq = gemm ? ag_malloc((size_t)P->n_threads * DEQ_FLOATS * sizeof(float)) : NULL;
+	if (gemm && m->deq_floats < (size_t)P->n_threads * DEQ_FLOATS) {
+		/* kept by the model: fresh pages for every prompt chunk cost page faults */
+		ag_free(m->deq);
+		m->deq = ag_malloc((size_t)P->n_threads * DEQ_FLOATS * sizeof(float));
+		m->deq_floats = m->deq ? (size_t)P->n_threads * DEQ_FLOATS : 0;
+	}
+	P->deq = gemm ? m->deq : NULL;
 	float *x = ag_malloc(T * E * sizeof(float)), *xn = ag_malloc(T * E * sizeof(float));
 	float *out = ag_malloc(T * E * sizeof(float));
 	if (!P->scratch || (gemm && !P->deq) || !x || !xn || !out) {
@@ -446,7 +452,6 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	}
 done:
 	ag_free(P->scratch);
-	ag_free(P->deq);
 	ag_free(x);
 	ag_free(xn);
 	ag_free(out);
@@ -475,17 +480,20 @@ int engine_prefill(engine_model *m, engine_state *s, const int32_t *tokens, size
 	uint64_t pos[CHUNK_MAX];
 	for (size_t t = 0; t < CHUNK_MAX; t++)
 		seq[t] = s;
-	pthread_mutex_lock(&m->pool_lock);
+	/* The pool is taken chunk by chunk, so passes of other sequences (a batched
+	 * decode of other users) go on between the chunks of a long prompt. */
 	for (size_t i = 0; i < n && !rc; i += CHUNK_MAX) {
 		size_t T = n - i < CHUNK_MAX ? n - i : CHUNK_MAX;
 		for (size_t t = 0; t < T; t++)
 			pos[t] = s->n_kv + t;
-		if ((rc = engine_state_reserve(s, s->n_kv + T)))
-			break;
-		pass P = {.m = m, .seq = seq, .pos = pos, .T = T, .gemm_min = GEMM_MIN};
-		rc = run_chunk(&P, tokens + i, i + T == n ? logits : NULL, false);
+		pthread_mutex_lock(&m->pool_lock);
+		rc = engine_state_reserve(s, s->n_kv + T);
+		if (!rc) {
+			pass P = {.m = m, .seq = seq, .pos = pos, .T = T, .gemm_min = GEMM_MIN};
+			rc = run_chunk(&P, tokens + i, i + T == n ? logits : NULL, false);
+		}
+		pthread_mutex_unlock(&m->pool_lock);
 	}
-	pthread_mutex_unlock(&m->pool_lock);
 	return rc;
 }
 

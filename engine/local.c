@@ -26,8 +26,7 @@
 #include <string.h>
 
 #define DEFAULT_MAX_TOKENS 512
-#define LOCAL_MAX_BATCH    16  /* sequences decoded together at most */
-#define PREFILL_SLICE      256 /* prompt tokens fed between two decode passes of others */
+#define LOCAL_MAX_BATCH    16 /* sequences decoded together at most */
 #define ZWSP               "\xe2\x80\x8b"
 
 static void free_specials(engine_local *l)
@@ -355,13 +354,8 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 		rc = engine_sampler_new(&sampler, &sp);
 	else
 		memset(&con, 0, sizeof con);
-	/* in slices, so the batched decode of other requests goes on between them */
-	if (!rc && !nprompt)
-		rc = ag_error_set(AG_EINVAL, "local: empty prompt");
-	for (size_t i = 0; i < nprompt && !rc; i += PREFILL_SLICE) {
-		size_t k = nprompt - i < PREFILL_SLICE ? nprompt - i : PREFILL_SLICE;
-		rc = engine_prefill(l->model, s, prompt + i, k, i + k == nprompt ? logits : NULL);
-	}
+	if (!rc)
+		rc = engine_prefill(l->model, s, prompt, nprompt, logits);
 	pthread_mutex_unlock(&l->lock);
 	engine_batcher_join(l->batcher);
 	for (size_t i = 0; i < nprompt && !rc; i++)
