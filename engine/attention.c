@@ -34,12 +34,6 @@ typedef struct attn_round {
 	float *sc;                          /* (n_threads, group * BLK) */
 } attn_round;
 
-static void axpy(float *o, float a, const float *v, size_t n)
-{
-	for (size_t e = 0; e < n; e++)
-		o[e] += a * v[e];
-}
-
 /* One segment of one (token, KV head): partial o, max and sum per head of the group. */
 static void segment(const attn_round *r, size_t item, float *sc)
 {
@@ -103,7 +97,7 @@ static void merge(const attn_round *r, float *att)
 					const float *p = r->part + (item + s) * stride + h * (hd + 2);
 					float w = expf(p[hd] - M);
 					L += w * p[hd + 1];
-					axpy(out, w, p, hd);
+					r->kern->att_accum(out, &w, p, 0, 1, hd);
 				}
 				for (size_t e = 0; e < hd; e++)
 					out[e] /= L;
