@@ -64,7 +64,7 @@ TEST_SUPPORT := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_SUPPORT))
 
 .SECONDARY:
-.PHONY: all libs run model test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
+.PHONY: all libs run model ablation test asan valgrind lint format bench clean fuzz $(foreach m,$(MODULES),test-$(m))
 
 all: $(AGENTD) $(PROGS) $(TESTS) $(FUZZERS)
 
@@ -130,6 +130,15 @@ run: $(AGENTD)
 model: $(AGENTD)
 	AGENTD_EXTRA_PKGS="python3-torch python3-numpy python3-sentencepiece" ./scripts/deps.sh
 	AGENTD_BIN=$(AGENTD) ./models/train/pipeline.sh
+
+# The hybrid-architecture ablation (issue #14, models/ABLATION.md): trains the
+# variants into build/ablation/ and measures them through the engine with
+# build/bench/ablation. ABLATION_TOKENS: training tokens per variant (1000000,
+# about 35 minutes for all six on one core); ABLATION_SEEDS: e.g. 1,2. Not part of `make`.
+ablation: $(AGENTD) $(BUILD)/bench/ablation
+	AGENTD_EXTRA_PKGS="python3-torch python3-numpy python3-sentencepiece" ./scripts/deps.sh
+	cd models/train && /usr/bin/python3 ablation.py run --build "$(abspath $(BUILD))" \
+	  --out "$(abspath $(BUILD))/ablation"
 
 # JavaScript packages the integration tests use (the openai client), from package-lock.json.
 JS_DEPS := tests/integration/js/node_modules/.package-lock.json

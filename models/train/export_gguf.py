@@ -124,11 +124,19 @@ def vocab(sp):
     return toks, scores, types
 
 
-def export(ckpt, tokenizer, out, f16=False, name="agentd-small"):
+def export(ckpt, tokenizer, out, f16=False, name="agentd-small", pieces=None):
+    """pieces: None to take the vocabulary from the SentencePiece model `tokenizer`, or a
+    dict with tokens, scores, types and bos/eos/unk/pad ids (a vocabulary built without
+    SentencePiece, as the ablation's byte-level one; `tokenizer` is then unused)."""
     model, _ = M.load(ckpt)
     c = model.c
-    sp = spm.SentencePieceProcessor(model_file=tokenizer)
-    assert sp.get_piece_size() == c.vocab
+    if pieces is None:
+        sp = spm.SentencePieceProcessor(model_file=tokenizer)
+        assert sp.get_piece_size() == c.vocab
+        toks, scores, types = vocab(sp)
+        pieces = dict(tokens=toks, scores=scores, types=types, bos=sp.bos_id(), eos=sp.eos_id(), unk=sp.unk_id(),
+                      pad=sp.pad_id())
+    assert len(pieces["tokens"]) == c.vocab
     w = Writer()
     w.add("general.architecture", GGUF_STR, "jamba")
     w.add("general.name", GGUF_STR, name)
@@ -148,16 +156,15 @@ def export(ckpt, tokenizer, out, f16=False, name="agentd-small"):
     w.add("jamba.ssm.time_step_rank", GGUF_U32, c.dt_rank)
     w.add("jamba.expert_count", GGUF_U32, c.n_experts)
     w.add("jamba.expert_used_count", GGUF_U32, c.top_k)
-    toks, scores, types = vocab(sp)
     w.add("tokenizer.ggml.model", GGUF_STR, "llama")
     w.add("tokenizer.ggml.pre", GGUF_STR, "default")
-    w.add_array("tokenizer.ggml.tokens", GGUF_STR, toks)
-    w.add_array("tokenizer.ggml.scores", GGUF_F32, scores)
-    w.add_array("tokenizer.ggml.token_type", GGUF_I32, types)
-    w.add("tokenizer.ggml.bos_token_id", GGUF_U32, sp.bos_id())
-    w.add("tokenizer.ggml.eos_token_id", GGUF_U32, sp.eos_id())
-    w.add("tokenizer.ggml.unknown_token_id", GGUF_U32, sp.unk_id())
-    w.add("tokenizer.ggml.padding_token_id", GGUF_U32, sp.pad_id())
+    w.add_array("tokenizer.ggml.tokens", GGUF_STR, pieces["tokens"])
+    w.add_array("tokenizer.ggml.scores", GGUF_F32, pieces["scores"])
+    w.add_array("tokenizer.ggml.token_type", GGUF_I32, pieces["types"])
+    w.add("tokenizer.ggml.bos_token_id", GGUF_U32, pieces["bos"])
+    w.add("tokenizer.ggml.eos_token_id", GGUF_U32, pieces["eos"])
+    w.add("tokenizer.ggml.unknown_token_id", GGUF_U32, pieces["unk"])
+    w.add("tokenizer.ggml.padding_token_id", GGUF_U32, pieces["pad"])
     w.add("tokenizer.ggml.add_bos_token", GGUF_BOOL, True)
     w.add("tokenizer.ggml.add_eos_token", GGUF_BOOL, False)
     w.add("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False)
