@@ -72,6 +72,8 @@ int agentd_runs_list(sqlite3 *db, const char *tenant, const char *user, const ch
 /* Events after `after` (at most `max`), each {"id": seq, "event": type, "data": {...}}. */
 int agentd_runs_events(sqlite3 *db, const char *tenant, const char *id, int64_t after, int max, json_t **out,
 		       bool *finished);
+/* True for the statuses a run never leaves: succeeded, failed, cancelled. */
+bool agentd_run_status_final(const char *status);
 /* The highest event number of a live run, without touching the database (-1 if not live). */
 int64_t agentd_runs_last_event(agentd_runs *r, const char *id);
 
