@@ -16,12 +16,16 @@
 # language around them is trained on too.
 #
 # Tasks:
-#   mqar    multi-query associative recall: <|mqar|> "Aq Bx ..." (distinct
-#           upper-case keys, lower-case values), newline, then queries: each key
-#           is followed by its value (the answer span, one token).
-#   fewshot few-shot format following: <|fmt|> k lines "x SEP P T(x) S" with a
+#   mqar    multi-query associative recall: <|mqar|> "Aq Bx ..." (8-24 distinct
+#           upper-case keys, lower-case values), newline, then up to 24 queries
+#           (keys drawn with replacement): each key is followed by its value
+#           (the answer span, one token).
+#   fewshot few-shot format following: <|fmt|> 3-6 lines "x SEP P T(x) S" with a
 #           random separator, prefix, suffix and transformation T of the word
-#           x, then a new x and SEP; the answer is P T(x) S and the newline.
+#           x, then up to 8 more lines whose "P T(x) S" and newline are scored.
+# Many answers a sequence, so the tasks' training signal is not drowned by the
+# language around them (a first run with one query a sequence learned nothing
+# of the tasks in 1M tokens).
 #   copy    copying a span from far back: <|copy|><|span|> 8-16 random
 #           characters <|/span|>, ~450 tokens of language text, <|ans|>; the
 #           answer is the span and <|/span|>.
@@ -134,7 +138,8 @@ class Language:
 # ---------------------------------------------------------------- tasks
 
 
-def task_mqar(rng):
+def task_mqar(rng, room):
+    """8-24 pairs, then up to 24 queries (keys drawn with replacement) within room tokens."""
     n = rng.randint(8, 24)
     keys = rng.sample(string.ascii_uppercase, n)
     vals = [rng.choice(string.ascii_lowercase) for _ in keys]
@@ -142,13 +147,12 @@ def task_mqar(rng):
     body = enc(" ".join(k + v for k, v in zip(keys, vals)) + "\n")
     ids += body
     mask += [0] * len(body)
-    for q in rng.sample(range(n), 8):
-        ids += enc(keys[q])
-        mask += [0]
-        ids += enc(vals[q])
-        mask += [2]
-        ids += enc(" ")
-        mask += [0]
+    for _ in range(24):
+        if len(ids) + 3 > room:
+            break
+        q = rng.randrange(n)
+        ids += enc(keys[q]) + enc(vals[q]) + enc(" ")
+        mask += [0, 2, 0]
     return ids, mask
 
 
@@ -164,16 +168,20 @@ PUNCT = "[]()<>{}#*@%+=~!$&"
 SEPS = [" -> ", ": ", " => ", " | ", " = ", " ~ "]
 
 
-def task_fewshot(rng):
+def task_fewshot(rng, room):
+    """3-6 shown examples of one random format, then up to 8 scored lines (each one
+    another example for the next) within room tokens."""
     t = TRANSFORMS[rng.choice(sorted(TRANSFORMS))]
     sep = rng.choice(SEPS)
     pre = "".join(rng.choice(PUNCT) for _ in range(rng.randint(0, 2)))
     suf = "".join(rng.choice(PUNCT) for _ in range(rng.randint(0, 2)))
     k = rng.randint(3, 6)
     ids, mask = [SPECIAL_ID["<|fmt|>"]], [0]
-    for i in range(k + 1):
+    for i in range(k + 8):
         x = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6)))
         head, ans = enc(x + sep), enc(pre + t(x) + suf + "\n")
+        if i > k and len(ids) + len(head) + len(ans) > room:
+            break
         ids += head + ans
         mask += [0] * len(head) + ([0] * len(ans) if i < k else [2] * len(ans))
     return ids, mask
@@ -199,9 +207,10 @@ def sequence(kind, rng, lang, seq):
         return [BOS] + lang.take(seq - 1), [0] + [1] * (seq - 1)
     if kind == "copy":
         return task_copy(rng, seq, lang)
+    room = seq - 1 - 16  # at least 16 tokens of language before the task
     for _ in range(100):  # only short sequences (tests) ever need a second draw
-        ids, mask = task_mqar(rng) if kind == "mqar" else task_fewshot(rng)
-        if len(ids) <= seq - 17:
+        ids, mask = task_mqar(rng, room) if kind == "mqar" else task_fewshot(rng, room)
+        if len(ids) <= room and 2 in mask:
             break
     else:
         raise ValueError("ablation_data: sequences of %d tokens are too short for %s" % (seq, kind))
