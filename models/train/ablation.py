@@ -241,7 +241,16 @@ def measure(a, seeds, names):
                        d_ff=ck["config"]["d_ff"])
             print(json.dumps(row), flush=True)
             res.append(row)
-    with open(os.path.join(a.out, "results.jsonl"), "w") as f:
+    # Rows of seeds and variants not measured this time are kept, so seeds can be
+    # measured as they finish.
+    path = os.path.join(a.out, "results.jsonl")
+    done = {(r["seed"], r["variant"]) for r in res}
+    if os.path.exists(path):
+        with open(path) as f:
+            old = [json.loads(line) for line in f if line.strip()]
+        res = [r for r in old if (r["seed"], r["variant"]) not in done] + res
+    res.sort(key=lambda r: (r["seed"], list(VARIANTS).index(r["variant"])))
+    with open(path, "w") as f:
         for row in res:
             f.write(json.dumps(row) + "\n")
     table(a, res)
@@ -249,11 +258,12 @@ def measure(a, seeds, names):
 
 
 COLS = [("acc_mqar", "MQAR acc", 100, "%.1f"), ("acc_fewshot", "few-shot acc", 100, "%.1f"),
-        ("acc_copy", "copy acc", 100, "%.1f"), ("loss_lang", "val loss lang", 1, "%.3f"),
+        ("acc_copy", "copy acc", 100, "%.1f"), ("tokacc_fewshot", "few-shot token acc", 100, "%.1f"),
+        ("tokacc_copy", "copy token acc", 100, "%.1f"), ("loss_lang", "val loss lang", 1, "%.3f"),
         ("loss_task", "val loss tasks", 1, "%.3f"), ("tps_1k", "tok/s 1K", 1, "%.0f"),
         ("tps_8k", "tok/s 8K", 1, "%.0f"), ("tps_32k", "tok/s 32K", 1, "%.0f"),
         ("state_1k", "state 1K", 1 / 1024, "%.0f KiB"), ("state_8k", "state 8K", 1 / 1024, "%.0f KiB"),
-        ("state_32k", "state 32K", 1 / 1024, "%.0f KiB")]
+        ("state_32k", "state 32K", 1 / 1024, "%.0f KiB"), ("wall_s", "train wall s", 1, "%.0f")]
 
 
 def table(a, res):
