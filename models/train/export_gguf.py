@@ -177,7 +177,8 @@ def export(ckpt, tokenizer, out, f16=False, name="agentd-small", pieces=None):
 
     mat("token_embd.weight", sd["embed_tokens.weight"])
     w.tensor("output_norm.weight", sd["final_layernorm.weight"])
-    mat("output.weight", sd["lm_head.weight"])
+    if not c.tie_embeddings:  # tied: the engine reads token_embd as the output matrix
+        mat("output.weight", sd["lm_head.weight"])
     for i in range(c.n_layers):
         p, b = "layers.%d." % i, "blk.%d." % i
         w.tensor(b + "attn_norm.weight", sd[p + "input_layernorm.weight"])

@@ -126,10 +126,11 @@ def render(episode):
       {"role": "user", "docs": [...], "text": "...", "think": bool}
       {"role": "assistant", "reasoning": str or None, "text": str}
       {"role": "tool", "result": {...}}
+    and episode["system"] False leaves out the system turn (gen.py's copy drills).
     An assistant turn with reasoning gets its <think> block; its preceding
     user turn must then carry the thinking prefix (think=True).
     """
-    segs = [(BOS + system_turn(episode["tools"]), False)]
+    segs = [(BOS + system_turn(episode["tools"]) if episode.get("system", True) else BOS, False)]
     for t in episode["turns"]:
         if t["role"] == "user":
             body = (THINK_PREFIX if t.get("think") else "") + documents_block(t.get("docs") or []) + t["text"]

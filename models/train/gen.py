@@ -590,7 +590,43 @@ def episode(rng, held, kind=None, hist_tokens=0):
     return dict(tools=tools, turns=turns, meta=meta)
 
 
-def train_episode(rng):
+def copy_drill(rng):
+    """A drill in copying, the skill every quoted answer rests on: 2-4
+    one-sentence documents and 2-4 requests to quote one of them by number,
+    answered `"<the sentence>" [n]`. Names and numbers are drawn fresh, so
+    only copying from the context predicts them. No system turn and no
+    reasoning: a dense signal in few tokens."""
+    world = World(rng, False)
+    docs, sents = [], []
+    for _ in range(rng.randint(2, 4)):
+        d, ss = doc_for(world, [world.fact()], 0)
+        docs.append(d)
+        sents.append(ss[0])
+    turns = []
+    for k in range(rng.randint(2, 4)):
+        n = rng.randrange(len(docs))
+        ask = rng.choice(["Quote document %d.", "What does document %d say?", "Quote [%d] exactly."]) % (n + 1)
+        turns.append(dict(role="user", docs=docs if k == 0 else [], text=ask))
+        turns.append(dict(role="assistant", reasoning=None, text='"%s" [%d]' % (sents[n], n + 1)))
+    return dict(tools=[], turns=turns, system=False, meta=dict(type="copy"))
+
+
+def repeat_drill(rng):
+    """The shortest copying drill, for the first minutes of training: the
+    user gives one to three fresh sentences and the assistant repeats them,
+    quoted. A few dozen tokens, so the one attention layer meets few
+    candidates and learns to find the token to copy (what the document drills
+    and quoted answers need) within the first few hundred steps."""
+    world = World(rng, False)
+    sents = " ".join(world.sentence(world.fact()) for _ in range(rng.randint(1, 3)))
+    ask = rng.choice(["Repeat exactly: %s", "Say this back: %s", "Copy: %s"]) % sents
+    turns = [dict(role="user", docs=[], text=ask), dict(role="assistant", reasoning=None, text='"%s"' % sents)]
+    return dict(tools=[], turns=turns, system=False, meta=dict(type="repeat"))
+
+
+def train_episode(rng, copy_share=0.0):
+    if copy_share and rng.random() < copy_share:
+        return copy_drill(rng)
     k = rng.choices(list(TRAIN_MIX) + ["memory"], weights=list(TRAIN_MIX.values()) + [0.1])[0]
     h = 0
     if k == "memory":
@@ -602,15 +638,23 @@ def train_episode(rng):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--split", choices=["train", "heldout"], default="train")
+    ap.add_argument("--split", choices=["train", "heldout", "warmup"], default="train",
+                    help="warmup: the short copying drills that open training")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--copy-share", type=float, default=0.0,
+                    help="training split: share of copy drills (see copy_drill)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     with open(a.out, "w") as f:
         for _ in range(a.n):
-            ep = train_episode(rng) if a.split == "train" else episode(rng, True)
+            if a.split == "warmup":
+                ep = repeat_drill(rng) if rng.random() < 0.6 else copy_drill(rng)
+            elif a.split == "train":
+                ep = train_episode(rng, a.copy_share)
+            else:
+                ep = episode(rng, True)
             f.write(json.dumps({"segs": fmt.render(ep), "meta": ep["meta"]}) + "\n")
 
 

@@ -47,23 +47,36 @@ def batches(eps, tokens_per_batch, rng):
 
 
 def collate(eps, idx):
+    """Token ids, and per position 1 (assistant token: trained), 0.5 (any
+    other real token) or 0 (padding)."""
     L = max(len(eps[i][0]) for i in idx)
     x = torch.zeros(len(idx), L, dtype=torch.long)
     m = torch.zeros(len(idx), L, dtype=torch.float32)
     for r, i in enumerate(idx):
         ids, mask = eps[i]
         x[r, : len(ids)] = torch.tensor(ids)
-        m[r, : len(mask)] = torch.tensor(mask, dtype=torch.float32)
+        m[r, : len(mask)] = 0.5 + 0.5 * torch.tensor(mask, dtype=torch.float32)
     return x, m
 
 
-def masked_loss(model, x, m):
-    """Mean cross-entropy over the positions whose next token is trained.
-    lm_head runs only there (under a tenth of all positions), not over the
-    whole padded batch."""
-    sel = m[:, 1:] > 0
-    h = model.hidden(x[:, :-1])[sel]
-    return F.cross_entropy(model.lm_head(h), x[:, 1:][sel])
+def masked_loss(model, x, m, ctx_weight=0.0):
+    """Mean cross-entropy over the assistant's tokens, plus ctx_weight times
+    the mean over every other token (documents, questions, tool results).
+    The assistant's tokens are under a tenth of an episode; the rest, as
+    ordinary language modelling, teaches the model to copy names and numbers
+    from the documents into the question far sooner than the answers alone
+    do. Returns (total, assistant-only) losses; lm_head runs only on the
+    positions that count."""
+    want = m[:, 1:]
+    ans = want > 0.75
+    ctx = (want > 0.25) & ~ans if ctx_weight > 0 else torch.zeros_like(ans)
+    h = model.hidden(x[:, :-1])
+    y = x[:, 1:]
+    la = F.cross_entropy(model.lm_head(h[ans]), y[ans])
+    if not ctx.any():
+        return la, la
+    lc = F.cross_entropy(model.lm_head(h[ctx]), y[ctx])
+    return la + ctx_weight * lc, la
 
 
 def main():
@@ -80,6 +93,11 @@ def main():
     ap.add_argument("--d-model", type=int, default=96)
     ap.add_argument("--d-state", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tie", action="store_true", help="lm_head shares the embedding matrix")
+    ap.add_argument("--warmup-data", help="episodes trained on alone for the first --warmup-minutes")
+    ap.add_argument("--warmup-minutes", type=float, default=0.0)
+    ap.add_argument("--ctx-weight", type=float, default=0.0,
+                    help="weight of the loss on non-assistant tokens (0: assistant tokens only)")
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -88,10 +106,13 @@ def main():
     rng = random.Random(a.seed)
     tk = T.Tok(a.tokenizer)
     eps = load_episodes(a.data, tk, a.max_len)
+    warm = load_episodes(a.warmup_data, tk, a.max_len) if a.warmup_data and a.warmup_minutes > 0 else []
+    if warm:
+        print("warm-up episodes %d for %.1f min" % (len(warm), a.warmup_minutes), flush=True)
     print("episodes %d, tokens %d, trained tokens %d" % (
         len(eps), sum(len(e[0]) for e in eps), sum(sum(e[1]) for e in eps)), flush=True)
     cfg = M.Config(vocab=tk.sp.get_piece_size(), d_model=a.d_model, d_ff=2 * a.d_model,
-                   d_state=a.d_state, dt_rank=max(1, math.ceil(a.d_model / 16)))
+                   d_state=a.d_state, dt_rank=max(1, math.ceil(a.d_model / 16)), tie_embeddings=a.tie)
     model = M.Jamba(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)
     elapsed, step, seen = 0.0, 0, 0
@@ -108,36 +129,46 @@ def main():
     last_ckpt = time.time()
     ema = None
     model.train()
-    while True:
-        for idx in batches(eps, a.tokens_per_batch, rng):
-            elapsed = time.time() - start
-            if elapsed >= budget:
-                break
-            frac = elapsed / budget
-            warm = min(1.0, (step + 1) / 30)
-            lr = a.lr * warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, m = collate(eps, idx)
-            loss = masked_loss(model, x, m)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            step += 1
-            seen += x.numel()
-            ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
-            if step % 10 == 0:
-                print("step %d  %.1f min  lr %.2e  loss %.4f  ema %.4f  tok/s %.0f" % (
-                    step, elapsed / 60, lr, loss.item(), ema, seen / max(elapsed, 1)), flush=True)
-            if time.time() - last_ckpt > a.ckpt_minutes * 60:
-                M.save(model, a.out + ".tmp", dict(opt=opt.state_dict(), elapsed=time.time() - start,
-                                                   step=step, seen=seen, loss=ema))
-                os.replace(a.out + ".tmp", a.out)
-                last_ckpt = time.time()
-        else:
-            continue
-        break
+    def stream():
+        """Batches of the warm-up episodes while in their minutes, then of the
+        main episodes, pass after pass."""
+        while warm and time.time() - start < a.warmup_minutes * 60:
+            for idx in batches(warm, a.tokens_per_batch, rng):
+                if time.time() - start >= a.warmup_minutes * 60:
+                    break
+                yield warm, idx
+        while True:
+            for idx in batches(eps, a.tokens_per_batch, rng):
+                yield eps, idx
+
+    for pool, idx in stream():
+        elapsed = time.time() - start
+        if elapsed >= budget:
+            break
+        frac = elapsed / budget
+        ramp = min(1.0, (step + 1) / 30)
+        lr = a.lr * ramp * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, m = collate(pool, idx)
+        loss, ans_loss = masked_loss(model, x, m, a.ctx_weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        seen += x.numel()
+        # the EMA follows the assistant-token loss, comparable across --ctx-weight
+        ema = ans_loss.item() if ema is None else 0.95 * ema + 0.05 * ans_loss.item()
+        if step % 10 == 0:
+            print("step %d  %.1f min  lr %.2e  loss %.4f  answer %.4f  ema %.4f  tok/s %.0f%s" % (
+                step, elapsed / 60, lr, loss.item(), ans_loss.item(), ema, seen / max(elapsed, 1),
+                "  (warm-up)" if pool is warm else ""), flush=True)
+        if time.time() - last_ckpt > a.ckpt_minutes * 60:
+            M.save(model, a.out + ".tmp", dict(opt=opt.state_dict(), elapsed=time.time() - start,
+                                               step=step, seen=seen, loss=ema))
+            os.replace(a.out + ".tmp", a.out)
+            last_ckpt = time.time()
     M.save(model, a.out + ".tmp", dict(opt=opt.state_dict(), elapsed=time.time() - start, step=step,
                                        seen=seen, loss=ema))
     os.replace(a.out + ".tmp", a.out)

@@ -143,14 +143,66 @@ def test_kernel_scan_equals_exact():
         assert (a - p.grad).abs().max().item() < 1e-4 * max(1.0, p.grad.abs().max().item())
 
 
+def test_copy_drills():
+    """Drills: every answer is a verbatim copy of text in the context, the
+    repeat drills are short, and neither carries a system turn."""
+    rng = random.Random(3)
+    for mk, longest in ((gen.repeat_drill, 140), (gen.copy_drill, 400)):
+        for _ in range(30):
+            ep = mk(rng)
+            segs = fmt.render(ep)
+            text = fmt.prompt_text(segs)
+            assert "<|im_start|>system" not in text
+            for s, trained in segs:
+                if trained:
+                    ans = s[: -len("<|im_end|>")]
+                    quoted = ans[1: ans.rindex('"')]
+                    assert quoted and text.index(quoted) < text.index(ans), (quoted, text)
+            assert len(text) // 4 < longest, len(text)
+    path = episodes(200, 5)
+    kinds = [json.loads(line)["meta"]["type"] for line in open(path)]
+    assert "copy" not in kinds  # only with --copy-share
+    warm = episodes(50, 5, "warmup")
+    kinds = {json.loads(line)["meta"]["type"] for line in open(warm)}
+    assert kinds == {"repeat", "copy"}, kinds
+
+
+def test_context_loss_weight():
+    """train.masked_loss: the answer loss is the mean over assistant tokens
+    whatever the weight, and the total adds weight x the mean over the rest."""
+    import train
+    torch.manual_seed(3)
+    m = M.Jamba(M.Config(vocab=64, d_model=16, n_layers=2, d_ff=32, d_state=4, dt_rank=1, n_heads=2, n_kv_heads=1,
+                         n_experts=1, attn_period=2, attn_offset=1))
+    eps = [([1, 5, 6, 7, 8, 9, 10], [0, 0, 0, 1, 1, 0, 0]), ([1, 11, 12, 13], [0, 0, 1, 1])]
+    x, w = train.collate(eps, [0, 1])
+    total0, ans0 = train.masked_loss(m, x, w, 0.0)
+    total1, ans1 = train.masked_loss(m, x, w, 0.5)
+    assert torch.allclose(ans0, ans1) and torch.allclose(total0, ans0)
+    with torch.no_grad():
+        lp = torch.log_softmax(m(x[:, :-1]), -1)
+    nll = -lp.gather(-1, x[:, 1:, None])[..., 0]
+    want = w[:, 1:]
+    ans = nll[want > 0.75].mean()
+    ctx = nll[(want > 0.25) & (want < 0.75)].mean()  # padding (0) is neither
+    assert torch.allclose(ans1, ans, atol=1e-5)
+    assert torch.allclose(total1, ans + 0.5 * ctx, atol=1e-5)
+
+
 def test_gguf_matches_engine():
+    for tie in (False, True):
+        gguf_matches_engine(tie)
+
+
+def gguf_matches_engine(tie):
     if not os.access(AGENTD, os.X_OK):
         raise RuntimeError("agentd binary missing at %s" % AGENTD)
     prefix = os.path.join(TMP, "tok")
     if not os.path.exists(prefix + ".model"):
         test_tokenizer_specials_and_segments()
     torch.manual_seed(1)
-    m = M.Jamba(M.Config(vocab=1024, d_model=32, d_ff=64, d_state=8, dt_rank=2, n_heads=4, n_kv_heads=2))
+    m = M.Jamba(M.Config(vocab=1024, d_model=32, d_ff=64, d_state=8, dt_rank=2, n_heads=4, n_kv_heads=2,
+                         tie_embeddings=tie))
     with torch.no_grad():
         for n, p in m.named_parameters():
             if p.dim() == 1:
@@ -162,6 +214,9 @@ def test_gguf_matches_engine():
     ck, gg = os.path.join(TMP, "m.pt"), os.path.join(TMP, "m.gguf")
     M.save(m, ck)
     export_gguf.export(ck, prefix + ".model", gg)
+    with open(gg, "rb") as f:
+        name = len(b"output.weight").to_bytes(8, "little") + b"output.weight"  # as GGUF stores a name
+        assert (name in f.read()) == (not tie)  # tied: the engine uses token_embd
     m.eval()
     m.set_scan("exact")
     ids = [1] + [random.Random(2).randrange(4, 1024) for _ in range(60)]
