@@ -133,8 +133,8 @@ model: $(AGENTD)
 
 # The hybrid-architecture ablation (issue #14, models/ABLATION.md): trains the
 # variants into build/ablation/ and measures them through the engine with
-# build/bench/ablation. ABLATION_TOKENS: training tokens per variant (1000000,
-# about 35 minutes for all six on one core); ABLATION_SEEDS: e.g. 1,2. Not part of `make`.
+# build/bench/ablation. ABLATION_TOKENS: training tokens per variant (1000000:
+# 26 minutes for all six on one core here); ABLATION_SEEDS: e.g. 1,2. Not part of `make`.
 ablation: $(AGENTD) $(BUILD)/bench/ablation
 	AGENTD_EXTRA_PKGS="python3-torch python3-numpy python3-sentencepiece" ./scripts/deps.sh
 	cd models/train && /usr/bin/python3 ablation.py run --build "$(abspath $(BUILD))" \
