@@ -48,7 +48,7 @@ def base_config(a, name, d_ff):
     period, offset = VARIANTS[name]
     return M.Config(vocab=D.VOCAB, d_model=a.d_model, n_layers=8, n_heads=4, n_kv_heads=2, d_ff=d_ff, n_experts=1,
                     top_k=1, attn_period=period, attn_offset=offset, d_state=a.d_state, d_conv=4, expand=2,
-                    dt_rank=max(1, math.ceil(a.d_model / 16)), context=32768)
+                    dt_rank=max(1, math.ceil(a.d_model / 16)), context=32768, tie_embeddings=a.tie)
 
 
 def n_params(c):
@@ -331,6 +331,7 @@ def main():
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--tie", action="store_true", help="lm_head shares the embedding matrix (model.py says why)")
     ap.add_argument("--steps", type=int, default=3, help="speed: timed steps per variant")
     ap.add_argument("--eval-n", type=int, default=100, help="held-out sequences per kind")
     ap.add_argument("--eval-seed", type=int, default=1000003)

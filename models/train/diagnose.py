@@ -1,0 +1,125 @@
+# Diagnostics for the question the shipped model keeps failing: does it copy
+# from its context at all? (Quoted answers, citations and "not found" all rest
+# on that.)
+#
+#   diagnose.py copy  [--layers 8 --d-model 96 --experts 4 --vocab 3000 --tie --steps 300]
+#       trains a fresh model of that shape on random-token copying (BOS, 6-16
+#       random tokens, SEP, the same tokens; loss on the copy) and prints the
+#       copy accuracy every 50 steps: can this shape learn to copy, and how fast?
+#   diagnose.py probe --ckpt model.pt --tokenizer tok.model
+#       for held-out copy drills (gen.py), the answer tokens that the end of
+#       the prompt alone does not predict (log-prob below -1 given only the
+#       prompt's last 3 tokens: names, numbers, the cited id): their mean
+#       log-prob with the whole prompt against with those 3 tokens only.
+#       Equal figures mean the model does not copy from its context.
+#
+# Measured 2026-11-29 (one thread, machine shared): `copy --layers 2 --vocab 3000`
+# untied reached 2% accuracy after 300 steps, tied 96%; `copy` in the shipped
+# shape (8 layers, d 96, MoE, tied) 70% at step 100 and 99% at 250. The
+# 2.17M-parameter model trained untied for 24 minutes (model-work) and one
+# trained tied for 18 minutes with copy drills both score within 0.1 nats
+# on `probe` with and without the prompt: no copying.
+import argparse
+import os
+import random
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fmt  # noqa: E402
+import gen  # noqa: E402
+import model as M  # noqa: E402
+import tok as T  # noqa: E402
+
+
+def copy(a):
+    torch.manual_seed(a.seed)
+    rng = random.Random(a.seed)
+    n_max = 16
+    c = M.Config(vocab=a.vocab + 3, d_model=a.d_model, n_layers=a.layers, n_heads=4, n_kv_heads=2,
+                 d_ff=2 * a.d_model, n_experts=a.experts, attn_period=a.layers, attn_offset=a.layers // 2,
+                 d_state=8, dt_rank=max(1, a.d_model // 16), tie_embeddings=a.tie)
+    m = M.Jamba(c)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    t0 = time.time()
+    acc = 0.0
+    for step in range(1, a.steps + 1):
+        x = torch.full((a.batch, 2 * n_max + 2), 2, dtype=torch.long)  # 0 BOS, 1 SEP, 2 padding
+        want = torch.zeros(a.batch, 2 * n_max + 2, dtype=torch.bool)
+        for b in range(a.batch):
+            n = rng.randint(6, n_max)
+            xs = [rng.randrange(3, a.vocab + 3) for _ in range(n)]
+            x[b, : 2 * n + 2] = torch.tensor([0] + xs + [1] + xs)
+            want[b, n + 2 : 2 * n + 2] = True
+        logits = m(x[:, :-1])
+        sel = want[:, 1:]
+        loss = F.cross_entropy(logits[sel], x[:, 1:][sel])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0:
+            acc = (logits[sel].argmax(-1) == x[:, 1:][sel]).float().mean().item()
+            print("step %d  loss %.3f  copy accuracy %.2f  %.0f s" % (step, loss.item(), acc, time.time() - t0),
+                  flush=True)
+    return acc
+
+
+def answer_logprobs(m, ids, mask):
+    with torch.no_grad():
+        lp = torch.log_softmax(m(torch.tensor([ids]))[0], -1)
+    return [float(lp[t, ids[t + 1]]) for t in range(len(ids) - 1) if mask[t + 1]]
+
+
+def probe(a):
+    m, ck = M.load(a.ckpt)
+    m.eval()
+    tk = T.Tok(a.tokenizer)
+    rng = random.Random(a.seed)
+    full, short = [], []
+    for _ in range(a.n):
+        ep = gen.copy_drill(rng)
+        ep["turns"] = ep["turns"][:2]
+        ids, mask = tk.encode_segs(fmt.render(ep))
+        first = next(i for i, v in enumerate(mask) if v)
+        cut = [ids[0]] + ids[first - 3 :]
+        f = answer_logprobs(m, ids, mask)
+        s = answer_logprobs(m, cut, [0] + list(mask[first - 3 :]))
+        for x, y in zip(f, s):
+            if y < -1.0:
+                full.append(x)
+                short.append(y)
+    f, s = sum(full) / len(full), sum(short) / len(short)
+    print("step %s: %d answer tokens not predictable from the prompt's end: mean log-prob %.3f with the "
+          "prompt, %.3f without" % (ck.get("step"), len(full), f, s))
+    return f, s
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["copy", "probe"])
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--d-model", type=int, default=96)
+    ap.add_argument("--experts", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=3000)
+    ap.add_argument("--tie", action="store_true")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--ckpt")
+    ap.add_argument("--tokenizer")
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    if a.what == "copy":
+        copy(a)
+    else:
+        probe(a)
+
+
+if __name__ == "__main__":
+    main()
