@@ -195,9 +195,10 @@ static bool score(const float *logits, uint32_t V, int32_t target, double *nll)
 			mx = logits[i];
 			arg = i;
 		}
-	double z = 0;
+	double z = 1.0; /* the argmax's own term: z >= 1, so log(z) is defined */
 	for (uint32_t i = 0; i < V; i++)
-		z += exp((double)(logits[i] - mx));
+		if (i != arg)
+			z += exp((double)(logits[i] - mx));
 	*nll += log(z) - (double)(logits[target] - mx);
 	return (int32_t)arg == target;
 }
