@@ -16,22 +16,9 @@ SRC = os.environ.get("AGENTD_SRC", os.path.abspath(os.path.join(os.path.dirname(
 TRAIN = os.path.join(SRC, "models", "train")
 
 
-def have_deps():
-    try:
-        import numpy  # noqa: F401
-        import sentencepiece  # noqa: F401
-        import torch  # noqa: F401
-        return True
-    except ImportError:
-        return False
+import torch_env  # noqa: E402
 
-
-if not have_deps():
-    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    print("skipped: python3-torch, python3-numpy or python3-sentencepiece is not installed")
-    print("0 passed, 0 failed")
-    sys.exit(0)
+torch_env.require()
 
 sys.path.insert(0, TRAIN)
 import json  # noqa: E402
