@@ -149,6 +149,24 @@ class Agentd:
                               cwd=AGENTD_SRC)
 
 
+def run_plain(namespace):
+    """Runs every test_* function in namespace, each called without arguments (tests
+    that need no daemon); prints 'N passed, N failed' and exits 1 if any failed."""
+    passed = failed = 0
+    for name, fn in list(namespace.items()):
+        if name.startswith("test_") and callable(fn):
+            try:
+                fn()
+                passed += 1
+                print("ok   " + name, flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL " + name, flush=True)
+                traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
 def main(namespace, config=None, args=None, env=None):
     """Runs every test_* function in namespace against one daemon; prints 'N passed, N failed'."""
     tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]

@@ -10,12 +10,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 SRC = os.environ.get("AGENTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 TRAIN = os.path.join(SRC, "models", "train")
 
 
+import harness  # noqa: E402
 import torch_env  # noqa: E402
 
 torch_env.require()
@@ -230,16 +230,4 @@ def test_shipped_model():
 
 
 if __name__ == "__main__":
-    passed = failed = 0
-    for name, fn in list(globals().items()):
-        if name.startswith("test_") and callable(fn):
-            try:
-                fn()
-                passed += 1
-                print("ok   " + name)
-            except Exception:
-                failed += 1
-                print("FAIL " + name)
-                traceback.print_exc()
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    harness.run_plain(globals())
