@@ -69,11 +69,11 @@ def masked_loss(model, x, m, ctx_weight=0.0):
     positions that count."""
     want = m[:, 1:]
     ans = want > 0.75
-    ctx = (want > 0.25) & ~ans if ctx_weight > 0 else torch.zeros_like(ans)
     h = model.hidden(x[:, :-1])
     y = x[:, 1:]
     la = F.cross_entropy(model.lm_head(h[ans]), y[ans])
-    if not ctx.any():
+    ctx = (want > 0.25) & ~ans
+    if ctx_weight <= 0 or not ctx.any():
         return la, la
     lc = F.cross_entropy(model.lm_head(h[ctx]), y[ctx])
     return la + ctx_weight * lc, la
