@@ -59,6 +59,23 @@ def collate(eps, idx):
     return x, m
 
 
+def copy_batch(rng, pieces, bos, sep, n_seqs, n_max=16):
+    """Random-token copying, BOS x1..xn SEP x1..xn with the loss on the copy:
+    only copying predicts it. Measured (models/README.md): the shipped shape
+    learns this in ~200 steps, and once it has, copying whole sentences out of
+    chat-format episodes follows within a few hundred more; trained on the
+    episodes alone it stays a language model of the answer templates
+    (names and digits guessed, not copied) for thousands of steps."""
+    x = torch.zeros(n_seqs, 2 * n_max + 2, dtype=torch.long)
+    m = torch.zeros(n_seqs, 2 * n_max + 2, dtype=torch.float32)
+    for r in range(n_seqs):
+        xs = [rng.choice(pieces) for _ in range(rng.randint(6, n_max))]
+        n = len(xs)
+        x[r, : 2 * n + 2] = torch.tensor([bos] + xs + [sep] + xs)
+        m[r, n + 2 : 2 * n + 2] = 1.0  # the random half is no context to learn
+    return x, m
+
+
 def masked_loss(model, x, m, ctx_weight=0.0):
     """Mean cross-entropy over the assistant's tokens, plus ctx_weight times
     the mean over every other token (documents, questions, tool results).
@@ -95,9 +112,14 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tie", action="store_true", help="lm_head shares the embedding matrix")
     ap.add_argument("--warmup-data", help="episodes trained on alone for the first --warmup-minutes")
-    ap.add_argument("--warmup-minutes", type=float, default=0.0)
+    ap.add_argument("--warmup-minutes", type=float, default=0.0,
+                    help="the first minutes of training (--induction-steps included) use --warmup-data")
     ap.add_argument("--ctx-weight", type=float, default=0.0,
                     help="weight of the loss on non-assistant tokens (0: assistant tokens only)")
+    ap.add_argument("--induction-steps", type=int, default=0,
+                    help="first train this many steps of random-token copying (copy_batch)")
+    ap.add_argument("--induction-share", type=float, default=0.0,
+                    help="afterwards, share of steps that are copy_batch steps")
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -129,19 +151,37 @@ def main():
     last_ckpt = time.time()
     ema = None
     model.train()
+    pieces = [i for i in range(tk.sp.get_piece_size())
+              if not (tk.sp.is_unused(i) or tk.sp.is_control(i) or tk.sp.is_unknown(i) or tk.sp.is_byte(i))
+              and not tk.sp.id_to_piece(i).startswith("<")]
+    quote = tk.sp.piece_to_id('"')
+
     def stream():
-        """Batches of the warm-up episodes while in their minutes, then of the
-        main episodes, pass after pass."""
+        """(label, batch): random-token copy batches for --induction-steps,
+        then warm-up episodes while in their minutes, then the main episodes
+        pass after pass, with --induction-share copy batches mixed in."""
+        while step < a.induction_steps:
+            yield "copy", copy_batch(rng, pieces, 1, quote, 32)
+
+        def mixed(pool, label):
+            for idx in batches(pool, a.tokens_per_batch, rng):
+                if a.induction_share and rng.random() < a.induction_share:
+                    yield "copy", copy_batch(rng, pieces, 1, quote, 32)
+                yield label, collate(pool, idx)
+
         while warm and time.time() - start < a.warmup_minutes * 60:
-            for idx in batches(warm, a.tokens_per_batch, rng):
+            for item in mixed(warm, "warm-up"):
                 if time.time() - start >= a.warmup_minutes * 60:
                     break
-                yield warm, idx
+                yield item
         while True:
-            for idx in batches(eps, a.tokens_per_batch, rng):
-                yield eps, idx
+            yield from mixed(eps, "")
 
-    for pool, idx in stream():
+    phase = None
+    for label, (x, m) in stream():
+        if label != phase and (label != "copy" or phase is None):
+            phase = label
+            print("phase %s from step %d" % (label or "main", step + 1), flush=True)
         elapsed = time.time() - start
         if elapsed >= budget:
             break
@@ -150,7 +190,6 @@ def main():
         lr = a.lr * ramp * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, m = collate(pool, idx)
         loss, ans_loss = masked_loss(model, x, m, a.ctx_weight)
         opt.zero_grad()
         loss.backward()
@@ -159,11 +198,12 @@ def main():
         step += 1
         seen += x.numel()
         # the EMA follows the assistant-token loss, comparable across --ctx-weight
-        ema = ans_loss.item() if ema is None else 0.95 * ema + 0.05 * ans_loss.item()
+        if label != "copy" or ema is None:  # copy batches would skew it
+            ema = ans_loss.item() if ema is None else 0.95 * ema + 0.05 * ans_loss.item()
         if step % 10 == 0:
             print("step %d  %.1f min  lr %.2e  loss %.4f  answer %.4f  ema %.4f  tok/s %.0f%s" % (
                 step, elapsed / 60, lr, loss.item(), ans_loss.item(), ema, seen / max(elapsed, 1),
-                "  (warm-up)" if pool is warm else ""), flush=True)
+                "  (%s)" % label if label else ""), flush=True)
         if time.time() - last_ckpt > a.ckpt_minutes * 60:
             M.save(model, a.out + ".tmp", dict(opt=opt.state_dict(), elapsed=time.time() - start,
                                                step=step, seen=seen, loss=ema))

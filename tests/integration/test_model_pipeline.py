@@ -55,6 +55,29 @@ def test_generator_deterministic_and_split():
         assert tr and he and not (tr & he), key
 
 
+def test_reworded_sentences():
+    """gen.py --vary rewords training sentences (lead-ins, tails) and every
+    quoted answer is still the document's sentence verbatim; the held-out
+    split is never reworded."""
+    saved = gen.VARY
+    try:
+        gen.VARY = 0.6
+        rng = random.Random(8)
+        varied = 0
+        for _ in range(60):
+            ep = gen.episode(rng, False, "quote")
+            quote, doc = ep["meta"]["quotes"][0]
+            user = ep["turns"][-2]
+            assert quote in user["docs"][doc - 1][1], (quote, user["docs"][doc - 1])
+            varied += any(quote.startswith(x) for x in gen.LEAD_INS) or any(t + "." in quote for t in gen.TAILS)
+        assert 15 < varied < 50, varied
+        for _ in range(60):
+            text = fmt.prompt_text(fmt.render(gen.episode(rng, True)))
+            assert not any(x in text for x in gen.LEAD_INS + [t + "." for t in gen.TAILS])
+    finally:
+        gen.VARY = saved
+
+
 def test_rendered_format():
     rng = random.Random(9)
     ep = gen.episode(rng, False, "calc_doc")
@@ -86,6 +109,26 @@ def test_tokenizer_specials_and_segments():
     assert tk.sp.piece_to_id("<|pad|>") == 0 and tk.sp.piece_to_id("<|unk|>") == 3
     ids = tk.sp.encode("a\n\nb  c")
     assert tk.sp.decode(ids) == "a\n\nb  c"  # no whitespace folding, newlines kept
+
+
+def test_train_phases():
+    """train.py end to end on a tiny budget: the random-copy steps come first,
+    then the warm-up episodes, then the main ones; the checkpoint loads and is
+    tied (no separate output matrix)."""
+    prefix = os.path.join(TMP, "tok")
+    if not os.path.exists(prefix + ".model"):
+        test_tokenizer_specials_and_segments()
+    out = os.path.join(TMP, "phases.pt")
+    r = subprocess.run([sys.executable, os.path.join(TRAIN, "train.py"), "--data", episodes(40, 6),
+                        "--tokenizer", prefix + ".model", "--out", out, "--minutes", "0.4", "--d-model", "16",
+                        "--tokens-per-batch", "1024", "--max-len", "1200", "--threads", "1", "--tie",
+                        "--induction-steps", "5", "--warmup-data", episodes(40, 7, "warmup"),
+                        "--warmup-minutes", "0.2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    phases = [ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("phase ")]
+    assert phases == ["copy", "warm-up", "main"], r.stdout
+    m, ck = M.load(out)
+    assert ck["step"] > 5 and m.lm_head.weight is m.embed_tokens.weight
 
 
 def test_chunk_scan_equals_exact():
@@ -152,6 +195,26 @@ def test_copy_drills():
     warm = episodes(50, 5, "warmup")
     kinds = {json.loads(line)["meta"]["type"] for line in open(warm)}
     assert kinds == {"repeat", "copy"}, kinds
+
+
+def test_copy_batch():
+    """train.copy_batch: BOS, random pieces, SEP, the same pieces; the loss
+    mask covers exactly the copy, and nothing else (not even as context)."""
+    import train
+    rng = random.Random(4)
+    pieces = list(range(10, 60))
+    x, m = train.copy_batch(rng, pieces, 1, 7, 16, n_max=12)
+    assert x.shape == (16, 26) and m.shape == x.shape
+    lengths = set()
+    for r in range(16):
+        row, w = x[r].tolist(), m[r].tolist()
+        n = row.index(7) - 1
+        lengths.add(n)
+        assert 6 <= n <= 12 and row[0] == 1
+        assert row[1 : n + 1] == row[n + 2 : 2 * n + 2] and all(t in pieces for t in row[1 : n + 1])
+        assert w == [0.0] * (n + 2) + [1.0] * n + [0.0] * (26 - 2 * n - 2)
+        assert row[2 * n + 2 :] == [0] * (26 - 2 * n - 2)
+    assert len(lengths) > 2
 
 
 def test_context_loss_weight():
