@@ -85,6 +85,34 @@ FILLER_HELD = [
     "Contractors follow the same rules unless stated otherwise.",
     "Printed copies may be out of date.",
 ]
+# Training-only rewording of fact sentences (gen.py --vary): with one or two
+# templates a kind, a small model learns the templates and "quotes" from
+# memory, so a held-out phrasing comes out as the trained one. Random lead-ins
+# and tails make the sentence's own tokens the only reliable source: it has
+# to find the sentence and copy it. Never applied to the held-out split.
+LEAD_INS = [
+    "As of this year, ", "Per the current policy, ", "According to finance, ", "Currently, ",
+    "For now, ", "Effective immediately, ", "In short, ", "Please note that ", "Officially, ",
+    "After the last update, ", "For the record, ", "Until further notice, ",
+]
+TAILS = [
+    " this quarter", " at the moment", " according to the latest review", " for all regions",
+    " until further notice", " as agreed with management", " in every office",
+]
+VARY = 0.0
+
+
+def vary(rng, text):
+    """Rewords a template sentence with probability VARY (see LEAD_INS)."""
+    if VARY <= 0 or rng.random() >= VARY:
+        return text
+    r = rng.random()
+    if r < 0.7:
+        lead = rng.choice(LEAD_INS)
+        text = lead + (text[0].lower() + text[1:] if text.startswith(("The ", "Every ", "Employees ", "Staff ")) else text)
+    if r > 0.4 and text.endswith("."):
+        text = text[:-1] + rng.choice(TAILS) + "."
+    return text
 
 
 def pools(held):
@@ -269,7 +297,8 @@ class World:
 
     def sentence(self, s):
         tpl = self.rng.choice(KINDS[s["_kind"]]["sent"][1 if self.held else 0])
-        return tpl.format(**s)
+        text = tpl.format(**s)
+        return text if self.held else vary(self.rng, text)
 
     def question(self, s):
         tpl = self.rng.choice(KINDS[s["_kind"]]["q"][1 if self.held else 0])
@@ -645,7 +674,11 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--copy-share", type=float, default=0.0,
                     help="training split: share of copy drills (see copy_drill)")
+    ap.add_argument("--vary", type=float, default=0.0,
+                    help="train and warm-up splits: share of fact sentences reworded (see LEAD_INS)")
     a = ap.parse_args()
+    global VARY
+    VARY = a.vary
     rng = random.Random(a.seed)
     with open(a.out, "w") as f:
         for _ in range(a.n):
