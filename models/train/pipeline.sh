@@ -5,8 +5,8 @@
 # episodes through the engine. Work files go to $MODEL_WORK (not committed);
 # the results are models/agentd-small.gguf, models/tokenizer.model and
 # models/EVAL.md.
-#   MODEL_MINUTES   training budget in minutes (default 43)
-#   MODEL_EPISODES  training episodes (default 6000)
+#   MODEL_MINUTES   training budget in minutes (default 45)
+#   MODEL_EPISODES  training episodes (default 30000, 30% of them copy drills)
 #   MODEL_RESUME=1  continue the checkpoint in $MODEL_WORK
 #   MODEL_THREADS   training threads (default 1: measured faster than 2 here, idle or busy)
 #   MODEL_BATCH     padded tokens per optimizer step (default 3072)
@@ -21,13 +21,15 @@ if ! $PY -c 'import torch, numpy, sentencepiece' 2>/dev/null; then
 	echo "model: python3-torch, python3-numpy and python3-sentencepiece are needed" >&2
 	exit 1
 fi
-$PY $T/gen.py --split train --n "${MODEL_EPISODES:-6000}" --seed 1 --out "$W/train.jsonl"
+$PY $T/gen.py --split train --n "${MODEL_EPISODES:-30000}" --seed 1 --copy-share 0.3 --out "$W/train.jsonl"
+$PY $T/gen.py --split warmup --n 20000 --seed 2 --out "$W/warm.jsonl"
 $PY $T/tok.py --episodes "$W/train.jsonl" --prefix "$W/tokenizer"
 resume=()
 [ "${MODEL_RESUME:-0}" = 1 ] && resume=(--resume)
 $PY $T/train.py --data "$W/train.jsonl" --tokenizer "$W/tokenizer.model" --out "$W/model.pt" \
-	--minutes "${MODEL_MINUTES:-43}" --tokens-per-batch "${MODEL_BATCH:-3072}" --max-len 1200 \
-	--threads "${MODEL_THREADS:-1}" "${resume[@]}" |
+	--minutes "${MODEL_MINUTES:-45}" --tokens-per-batch "${MODEL_BATCH:-3072}" --max-len 1200 \
+	--threads "${MODEL_THREADS:-1}" --tie --induction-steps 400 --induction-share 0.1 \
+	--warmup-data "$W/warm.jsonl" --warmup-minutes 5 --ctx-weight "${MODEL_CTX_WEIGHT:-0}" "${resume[@]}" |
 	tee "$W/train.log"
 $PY $T/export_gguf.py --ckpt "$W/model.pt" --tokenizer "$W/tokenizer.model" --out models/agentd-small.gguf
 cp "$W/tokenizer.model" models/tokenizer.model
