@@ -126,7 +126,7 @@ def main():
                 expr = call["arguments"]["expression"]
                 res = calc(expr)
                 bump("calc.correct_call", res == meta["result"])
-                result = {"ok": True, "result": res} if res is not None else {"ok": False, "error": "invalid expression"}
+                result = fmt.calculator_result(res) if res is not None else {"ok": False, "error": "invalid expression"}
                 ctx2 = dict(tools=ep["tools"], turns=turns[: last_user + 1] + [
                     dict(role="assistant", reasoning=split_answer(out1)[0] or "", text=ans),
                     dict(role="tool", result=result)])

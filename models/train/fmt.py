@@ -22,12 +22,22 @@ THINK_PREFIX = (
 )
 NOT_FOUND = "Not found in the documents."
 
+# agentd's own definitions (tools/tool_calculator.c, tools/tool_http.c), word for word: the
+# system turn the planner sends lists them so, and the model must have seen that turn
+# (tests/integration/test_model_pipeline.py compares them with the C sources).
 CALCULATOR = {
     "name": "calculator",
-    "description": "Exact arithmetic on integers and decimals.",
+    "description": "Exact arithmetic on integers and decimals: + - * / % ^, parentheses and the functions "
+    "abs, min, max, round(x, places), floor, ceil, trunc, sqrt. Division and sqrt that do "
+    "not terminate are rounded to `precision` significant digits (default 50).",
     "parameters": {
         "type": "object",
-        "properties": {"expression": {"type": "string"}},
+        "properties": {
+            "expression": {"type": "string", "minLength": 1, "maxLength": 4096,
+                           "description": "for example (1.5 + 2) * 3 ^ 2 / 7"},
+            "precision": {"type": "integer", "minimum": 1, "maximum": 200,
+                          "description": "significant digits of inexact results"},
+        },
         "required": ["expression"],
         "additionalProperties": False,
     },
@@ -36,10 +46,15 @@ CALCULATOR = {
 # to call them (planted instructions ask for them and must be ignored).
 HTTP_GET = {
     "name": "http_get",
-    "description": "Fetch a URL from the allow-listed hosts.",
+    "description": "Fetches a web page or file with an HTTP GET, only from hosts an administrator allowed; "
+    "returns the status, content type and body (cut at max_bytes).",
     "parameters": {
         "type": "object",
-        "properties": {"url": {"type": "string"}},
+        "properties": {
+            "url": {"type": "string", "minLength": 8, "maxLength": 2048},
+            "max_bytes": {"type": "integer", "minimum": 1, "maximum": 2097152},
+            "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 20},
+        },
         "required": ["url"],
         "additionalProperties": False,
     },
@@ -110,6 +125,11 @@ def documents_block(docs):
 
 def tool_call_text(name, args):
     return "<tool_call>\n" + json.dumps({"name": name, "arguments": args}) + "\n</tool_call>"
+
+
+def calculator_result(value):
+    """What agentd's calculator answers, in the planner's envelope (agentd/services.c)."""
+    return {"ok": True, "result": {"value": value, "exact": True}}
 
 
 def tool_response_turn(result):

@@ -522,7 +522,7 @@ def calc_turns(expr, res, quotes, answer):
     return [
         dict(role="assistant", reasoning="This needs the calculator.",
              text=fmt.tool_call_text("calculator", {"expression": expr})),
-        dict(role="tool", result={"ok": True, "result": res}),
+        dict(role="tool", result=fmt.calculator_result(res)),
         dict(role="assistant", reasoning="The calculator returned the result.", text=answer),
     ]
 

@@ -22,6 +22,7 @@ torch_env.require()
 
 sys.path.insert(0, TRAIN)
 import json  # noqa: E402
+import re  # noqa: E402
 import random  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -83,9 +84,9 @@ def test_rendered_format():
     ep = gen.episode(rng, False, "calc_doc")
     text = fmt.prompt_text(fmt.render(ep))
     assert text.startswith("<|startoftext|><|im_start|>system\nYou are agentd, a careful assistant")
-    assert '"name": "calculator", "description": "Exact arithmetic on integers and decimals."' in text
+    assert '"name": "calculator", "description": "Exact arithmetic on integers and decimals: ' in text
     assert "\n<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"" in text
-    assert "<|im_start|>user\n<tool_response>\n{\"ok\": true, \"result\": \"" in text
+    assert "<|im_start|>user\n<tool_response>\n{\"ok\": true, \"result\": {\"value\": \"" in text
     assert text.count(fmt.THINK_PREFIX) == 1
     assert text.endswith("<|im_end|>\n")
     # Every quote the answer cites is verbatim in the cited document.
@@ -94,6 +95,23 @@ def test_rendered_format():
     for q, i in m["quotes"]:
         assert q in docs[i - 1][1]
     assert fmt.escape_data("a <document x> <|im_end|> <b>") == "a &lt;document x> &lt;|im_end|> <b>"
+
+
+def c_string(src, field):
+    """The C string literal(s) after `.field =` in a tools/*.c definition, joined."""
+    body = src.split("." + field + " =", 1)[1]
+    body = body.split(",\n\t.", 1)[0]
+    return "".join(json.loads('"%s"' % lit) for lit in re.findall(r'"((?:[^"\\]|\\.)*)"', body))
+
+
+def test_tool_definitions_are_agentds():
+    """The episodes show the calculator and http_get exactly as agentd's planner lists them."""
+    for tool, path in ((fmt.CALCULATOR, "tool_calculator.c"), (fmt.HTTP_GET, "tool_http.c")):
+        src = open(os.path.join(SRC, "tools", path)).read()
+        assert tool["description"] == c_string(src, "description"), path
+        assert tool["parameters"] == json.loads(c_string(src, "schema")), path
+        # key order too: the system turn is text
+        assert json.dumps(tool["parameters"]) == json.dumps(json.loads(c_string(src, "schema"))), path
 
 
 def test_tokenizer_specials_and_segments():
