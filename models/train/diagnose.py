@@ -3,9 +3,10 @@
 # on that.)
 #
 #   diagnose.py copy  [--layers 8 --d-model 96 --experts 4 --vocab 3000 --tie --steps 300]
-#       trains a fresh model of that shape on random-token copying (BOS, 6-16
-#       random tokens, SEP, the same tokens; loss on the copy) and prints the
-#       copy accuracy every 50 steps: can this shape learn to copy, and how fast?
+#       trains a fresh model of that shape on random-token copying
+#       (train.copy_batch: BOS, 6-16 random tokens, SEP, the same tokens; loss
+#       on the copy) and prints the copy accuracy every 50 steps: can this
+#       shape learn to copy, and how fast?
 #   diagnose.py probe --ckpt model.pt --tokenizer tok.model
 #       for held-out copy drills (gen.py), the answer tokens that the end of
 #       the prompt alone does not predict (log-prob below -1 given only the
@@ -33,29 +34,24 @@ import fmt  # noqa: E402
 import gen  # noqa: E402
 import model as M  # noqa: E402
 import tok as T  # noqa: E402
+import train  # noqa: E402
 
 
 def copy(a):
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
-    n_max = 16
     c = M.Config(vocab=a.vocab + 3, d_model=a.d_model, n_layers=a.layers, n_heads=4, n_kv_heads=2,
                  d_ff=2 * a.d_model, n_experts=a.experts, attn_period=a.layers, attn_offset=a.layers // 2,
                  d_state=8, dt_rank=max(1, a.d_model // 16), tie_embeddings=a.tie)
     m = M.Jamba(c)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    pieces = list(range(3, a.vocab + 3))  # 0 padding, 1 BOS, 2 SEP
     t0 = time.time()
     acc = 0.0
     for step in range(1, a.steps + 1):
-        x = torch.full((a.batch, 2 * n_max + 2), 2, dtype=torch.long)  # 0 BOS, 1 SEP, 2 padding
-        want = torch.zeros(a.batch, 2 * n_max + 2, dtype=torch.bool)
-        for b in range(a.batch):
-            n = rng.randint(6, n_max)
-            xs = [rng.randrange(3, a.vocab + 3) for _ in range(n)]
-            x[b, : 2 * n + 2] = torch.tensor([0] + xs + [1] + xs)
-            want[b, n + 2 : 2 * n + 2] = True
+        x, w = train.copy_batch(rng, pieces, 1, 2, a.batch)  # the task training opens with
         logits = m(x[:, :-1])
-        sel = want[:, 1:]
+        sel = w[:, 1:] > 0
         loss = F.cross_entropy(logits[sel], x[:, 1:][sel])
         opt.zero_grad()
         loss.backward()
