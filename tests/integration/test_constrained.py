@@ -134,15 +134,17 @@ def main():
             # model may never close a free-form string: the grammar then keeps
             # it inside the object, never outside it.
             ok = st == 200
-            if ok and js["choices"][0]["finish_reason"] == "length":
-                content = js["choices"][0]["message"]["content"]
-                ok = content.lstrip().startswith("{")
-                print("note: %s model's json_object answer hit max_tokens unfinished" % label)
-            else:
-                try:
-                    ok = ok and isinstance(json.loads(js["choices"][0]["message"]["content"]), dict)
-                except ValueError:
-                    ok = False
+            if ok:
+                choice = js["choices"][0]
+                content = choice["message"]["content"]
+                if choice["finish_reason"] == "length":
+                    ok = content.lstrip().startswith("{")
+                    print("note: %s model's json_object answer hit max_tokens unfinished" % label)
+                else:
+                    try:
+                        ok = isinstance(json.loads(content), dict)
+                    except ValueError:
+                        ok = False
             check("%s: response_format json_object gives an object (or an unfinished one at max_tokens)" % label,
                   ok, body)
 
