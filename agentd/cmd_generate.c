@@ -64,6 +64,7 @@ int agentd_cmd_generate(int argc, char **argv)
 	status = 1;
 	int64_t t0 = ag_monotonic_ns();
 	if (engine_model_load(&m, agentd_config_get(cfg, "model")) || engine_set_threads(m, (int)threads) ||
+	    engine_set_kernels(m, agentd_config_get(cfg, "engine_kernels")) ||
 	    engine_tokenizer_create(&tok, engine_model_vocab(m)))
 		goto fail;
 	size_t n = 0;

@@ -85,7 +85,8 @@ int agentd_cmd_logits(int argc, char **argv)
 		goto out;
 	}
 	const char *path = agentd_config_get(cfg, "model");
-	if (engine_model_load(&m, path) || engine_set_threads(m, (int)threads)) {
+	if (engine_model_load(&m, path) || engine_set_threads(m, (int)threads) ||
+	    engine_set_kernels(m, agentd_config_get(cfg, "engine_kernels"))) {
 		fprintf(stderr, "agentd: %s\n", ag_error_last());
 		status = 1;
 		goto out;

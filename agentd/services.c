@@ -489,6 +489,11 @@ static int open_local(agentd_model **out, const agentd_config *cfg)
 		ag_free(m);
 		return ag_error_wrap(rc, "loading %s", path);
 	}
+	if ((rc = engine_set_kernels(engine_local_model(l), agentd_config_get(cfg, "engine_kernels")))) {
+		engine_local_free(l);
+		ag_free(m);
+		return ag_error_wrap(rc, "config engine_kernels");
+	}
 	snprintf(m->name, sizeof m->name, "%s", engine_local_name(l));
 	m->n_ctx = engine_model_config(engine_local_model(l))->n_ctx_train;
 	m->chat = local_chat;

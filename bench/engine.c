@@ -13,7 +13,7 @@
  * attention layer with 20 query heads on 1 KV head, ff 8192, vocab 65536).
  *
  *   build/bench/engine [--model F.gguf] [--type Q8_0|Q4_0|F16|BF16|F32] [--threads N]
- *                      [--kernels best|avx512|avx2|portable] [--dir DIR] [--quick]
+ *                      [--kernels best|avx512vnni|avx512|avx2|portable] [--dir DIR] [--quick]
  */
 #include <pthread.h>
 #include <stdio.h>

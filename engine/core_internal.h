@@ -48,6 +48,19 @@ typedef struct engine_layer {
 	engine_weight gate_x, up_x, down_x; /* per expert as gate/up/down; rows of one expert */
 } engine_layer;
 
+/* Activations of n_tok tokens quantised like Q8_0 blocks: per block of 32
+ * values a scale d and 32 integers in [-127, 127]. VNNI multiplies unsigned
+ * by signed bytes, so the kernel offsets the weights instead (Q8_0 by 128, Q4_0
+ * by its own 8) and subtracts offset x (the block's sum of activations): neg_sum
+ * holds those sums, negated, laid out for it (per pair of blocks 16 lanes:
+ * lane 0 the first block's, lane 8 the second's, the rest 0). */
+typedef struct engine_q8act {
+	const int8_t *q;        /* (n_tok, n) */
+	const float *d;         /* (n_tok, n / 32) */
+	const int32_t *neg_sum; /* (n_tok, pairs, 16), pairs = (n / 32 + 1) / 2 */
+	size_t n;               /* values per token, a multiple of 32 */
+} engine_q8act;
+
 /* Matrix-vector kernels. A vtable so faster variants (AVX2, AVX-512) can
  * replace the portable ones without touching the forward pass. */
 typedef struct engine_kernels {
@@ -72,7 +85,23 @@ typedef struct engine_kernels {
 	 * q < N; returns the sum of s[q] * C[q]. */
 	float (*ssm_step)(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
 			  size_t N);
+	/* Optional (NULL in the exact sets): Q8_0 and Q4_0 rows against activations
+	 * quantised to 8 bits per block of 32 (engine_act_quant), so the products
+	 * are integer (AVX-512 VNNI). Same contract as rows otherwise. */
+	void (*rows_q8)(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,
+			size_t ldy, uint64_t r0, uint64_t r1);
 } engine_kernels;
+
+/* Int32s that engine_act_quant's neg_sum needs for n_tok tokens of n values. */
+size_t engine_act_quant_sums(size_t n_tok, size_t n);
+/* Quantises n_tok rows of n floats (n a multiple of 32) into q, d and neg_sum. */
+void engine_act_quant(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum);
+/* The portable rows_q8, the reference the SIMD version is checked against. */
+void engine_rows_q8_portable(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,
+			     size_t ldy, uint64_t r0, uint64_t r1);
+/* The AVX-512 VNNI rows_q8 (kernels_vnni.c; x86-64 only). */
+void engine_rows_q8_vnni(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
+			 uint64_t r0, uint64_t r1);
 
 /* The portable attention kernels, which the SIMD sets fall back to. */
 void engine_att_scores_portable(const float *q, size_t group, size_t hd, const float *K, size_t stride,
@@ -84,8 +113,9 @@ float engine_ssm_step_portable(float *s, const float *A, const float *B, const f
 
 extern const engine_kernels engine_kernels_portable;
 
-/* A kernel set by name: "portable", "avx2", "avx512", or "best" (the widest
- * this CPU runs). NULL for an unknown name or one the CPU cannot run. */
+/* A kernel set by name: "portable", "avx2", "avx512", "avx512vnni" (int8
+ * activations, not exact: opt-in), or "best" (the widest exact set this CPU
+ * runs). NULL for an unknown name or one the CPU cannot run. */
 const engine_kernels *engine_kernels_find(const char *name);
 
 /* K-quant blocks of 256 values (kquants.c): dequantise one block, quantise one block. */

@@ -367,8 +367,11 @@ const uint8_t *engine_model_identity(const engine_model *m);
  * inside each of them. */
 int engine_set_threads(engine_model *m, int n);
 /* The kernels the fast pass uses: "best" (the default: AVX-512, else AVX2, else
- * portable, as the CPU allows), "avx512", "avx2" or "portable". AG_EUNSUPPORTED when
- * this CPU cannot run them. For tests and benchmarks comparing the paths. */
+ * portable, as the CPU allows), "avx512", "avx2" or "portable", all exact against the
+ * reference; or "avx512vnni": AVX-512 with Q8_0/Q4_0 products on activations
+ * rounded to 8 bits per block of 32 in decode (llama.cpp's way: faster, but logits
+ * move by a few percent of the largest instead of 1e-5). AG_EUNSUPPORTED when this
+ * CPU cannot run them. For tests and benchmarks comparing the paths. */
 int engine_set_kernels(engine_model *m, const char *name);
 const char *engine_kernels_name(const engine_model *m);
 

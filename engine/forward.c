@@ -28,6 +28,9 @@ typedef struct pass {
 	float *scratch; /* (n_threads, max_cols) dequantised rows */
 	size_t max_cols;
 	float *deq; /* (n_threads, DEQ_FLOATS) dequantised row blocks for sgemm */
+	int8_t *act_q;   /* (T, max_cols) 8-bit activations, when the kernels have rows_q8 */
+	float *act_d;    /* (T, max_cols / 32) their scales */
+	int32_t *act_s;  /* their sums (engine_act_quant) */
 } pass;
 
 /* ------------------------------------------------------------ matmul */
@@ -44,6 +47,7 @@ typedef struct mm_job {
 	float *y[MM_MAX];
 	size_t ldy[MM_MAX];
 	const float *x;
+	engine_q8act xq; /* x quantised (xq.q NULL: not) for the Q8_0/Q4_0 matrices */
 	size_t T;
 	bool gemm; /* sgemm over each thread's share of w[0]'s rows */
 } mm_job;
@@ -76,6 +80,8 @@ static void gemm_share(const mm_job *j, int i, int n)
 	}
 }
 
+static bool is_q8_type(uint32_t type) { return type == ENGINE_TYPE_Q8_0 || type == ENGINE_TYPE_Q4_0; }
+
 static void mm_task(void *ctx, int i, int n)
 {
 	mm_job *j = ctx;
@@ -91,9 +97,13 @@ static void mm_task(void *ctx, int i, int n)
 	for (int q = 0; q < j->n; q++) {
 		uint64_t rows = j->w[q]->rows, lo = a > base ? a - base : 0,
 			 hi = b - base < rows ? b - base : rows;
-		if (b > base && lo < rows && lo < hi)
-			k->rows(j->w[q], j->x, j->T, j->y[q], j->ldy[q], lo, hi,
-				j->P->scratch + (size_t)i * j->P->max_cols);
+		if (b > base && lo < rows && lo < hi) {
+			if (j->xq.q && is_q8_type(j->w[q]->type))
+				k->rows_q8(j->w[q], &j->xq, j->T, j->y[q], j->ldy[q], lo, hi);
+			else
+				k->rows(j->w[q], j->x, j->T, j->y[q], j->ldy[q], lo, hi,
+					j->P->scratch + (size_t)i * j->P->max_cols);
+		}
 		base += rows;
 	}
 }
@@ -108,10 +118,18 @@ static void rows_job(const pass *P, int n, const engine_weight *const *w, const 
 		     float *const *y, const size_t *ldy)
 {
 	mm_job j = {.P = P, .n = n, .x = x, .T = T};
+	bool quant = false;
 	for (int q = 0; q < n; q++) {
 		j.w[q] = w[q];
 		j.y[q] = y[q];
 		j.ldy[q] = ldy[q];
+		quant |= is_q8_type(w[q]->type);
+	}
+	/* the matrices of a job share x, so it is quantised once, here */
+	if (quant && P->act_q && T <= P->T) {
+		size_t cols = (size_t)w[0]->cols;
+		engine_act_quant(x, T, cols, P->act_q, P->act_d, P->act_s);
+		j.xq = (engine_q8act){.q = P->act_q, .d = P->act_d, .neg_sum = P->act_s, .n = cols};
 	}
 	engine_pool_run(P->m->pool, mm_task, &j);
 }
@@ -405,6 +423,15 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	P->max_cols = mc;
 	P->scratch = ag_malloc((size_t)P->n_threads * mc * sizeof(float));
 	bool gemm = T >= P->gemm_min;
+	P->act_q = NULL;
+	P->act_d = NULL;
+	P->act_s = NULL;
+	bool quant = m->kern->rows_q8 && !gemm;
+	if (quant) {
+		P->act_q = ag_malloc(T * mc);
+		P->act_d = ag_malloc(T * (mc / 32 + 1) * sizeof(float));
+		P->act_s = ag_malloc(engine_act_quant_sums(T, mc + 32) * sizeof(int32_t));
+	}
 	if (gemm && m->deq_floats < (size_t)P->n_threads * DEQ_FLOATS) {
 		/* kept by the model: fresh pages for every prompt chunk cost page faults */
 		ag_free(m->deq);
@@ -414,7 +441,8 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	P->deq = gemm ? m->deq : NULL;
 	float *x = ag_malloc(T * E * sizeof(float)), *xn = ag_malloc(T * E * sizeof(float));
 	float *out = ag_malloc(T * E * sizeof(float));
-	if (!P->scratch || (gemm && !P->deq) || !x || !xn || !out) {
+	if (!P->scratch || (gemm && !P->deq) || !x || !xn || !out ||
+	    (quant && (!P->act_q || !P->act_d || !P->act_s))) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
 		goto done;
 	}
@@ -452,6 +480,9 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	}
 done:
 	ag_free(P->scratch);
+	ag_free(P->act_q);
+	ag_free(P->act_d);
+	ag_free(P->act_s);
 	ag_free(x);
 	ag_free(xn);
 	ag_free(out);

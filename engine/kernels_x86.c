@@ -349,6 +349,20 @@ static const engine_kernels kernels_avx512 = {
 	.ssm_step = ssm_step512,
 };
 
+/* AVX-512 with integer Q8_0/Q4_0 products on 8-bit activations (kernels_vnni.c):
+ * opt-in, since it rounds the activations. */
+static const engine_kernels kernels_avx512vnni = {
+	.name = "avx512vnni",
+	.dot = dot512,
+	.row_to_f32 = row_to_f32_512,
+	.rows = rows512,
+	.att_scores = att_scores512,
+	.att_exp = att_exp512,
+	.att_accum = att_accum512,
+	.ssm_step = ssm_step512,
+	.rows_q8 = engine_rows_q8_vnni,
+};
+
 /* ================================================================ AVX2 */
 
 /* 32 weights of one block as four vectors of 8 floats. */
@@ -552,6 +566,10 @@ const engine_kernels *engine_kernels_find(const char *name)
 		return avx2 ? &kernels_avx2 : NULL;
 	if (!strcmp(name, "avx512"))
 		return avx512 ? &kernels_avx512 : NULL;
+	if (!strcmp(name, "avx512vnni"))
+		return avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi")
+			       ? &kernels_avx512vnni
+			       : NULL;
 	if (!strcmp(name, "best"))
 		return avx512 ? &kernels_avx512 : avx2 ? &kernels_avx2 : &engine_kernels_portable;
 #else

@@ -80,7 +80,7 @@ static void test_batch_equals_alone(void **state)
 {
 	(void)state;
 	uint32_t types[] = {ENGINE_TYPE_Q8_0, ENGINE_TYPE_F32, ENGINE_TYPE_Q4_0};
-	const char *kernels[] = {"portable", "avx2", "avx512"};
+	const char *kernels[] = {"portable", "avx2", "avx512", "avx512vnni"};
 	for (size_t t = 0; t < 3; t++) {
 		engine_jamba_random p;
 		engine_jamba_random_init(&p); /* has MoE layers and a GQA attention layer */
@@ -88,7 +88,7 @@ static void test_batch_equals_alone(void **state)
 		p.seed = 300 + t;
 		p.d_state = t == 0 ? 16 : 8;
 		engine_model *m = make(&p, "eq");
-		for (size_t k = 0; k < 3; k++) {
+		for (size_t k = 0; k < 4; k++) {
 			if (engine_set_kernels(m, kernels[k]))
 				continue;
 			for (int th = 1; th <= 2; th++) {

@@ -82,8 +82,8 @@ static void check_model(const engine_jamba_random *p, size_t n)
 	for (uint32_t i = 0; i < c->n_vocab; i++)
 		spread = fabs(ref[i]) > spread ? fabs(ref[i]) : spread;
 	assert_true(spread > 0.1); /* logits are not degenerate */
-	const char *kernels[] = {"portable", "avx2", "avx512"};
-	for (size_t k = 0; k < 3; k++) {
+	const char *kernels[] = {"portable", "avx2", "avx512", "avx512vnni"};
+	for (size_t k = 0; k < 4; k++) {
 		if (engine_set_kernels(m, kernels[k])) {
 			print_message("%s: not on this CPU, skipped\n", kernels[k]);
 			continue;
@@ -92,10 +92,16 @@ static void check_model(const engine_jamba_random *p, size_t n)
 		engine_state *s, *s2;
 		assert_int_equal(engine_state_new(&s, m), 0);
 		assert_int_equal(engine_prefill(m, s, toks, n, fast), 0);
+		/* avx512vnni rounds the activations of Q8_0/Q4_0 products to 8 bits:
+		 * 2-3% of the largest logit on these random models instead of 1e-5,
+		 * for those types and in decode only (prefill here goes through sgemm) */
+		bool int8 = !strcmp(kernels[k], "avx512vnni") &&
+			    (p->weight_type == ENGINE_TYPE_Q8_0 || p->weight_type == ENGINE_TYPE_Q4_0);
+		double tol_ref = int8 && n < 8 ? 6e-2 : 1e-4, tol_dec = int8 ? 6e-2 : 1e-5;
 		double e = rel_err(fast, ref, c->n_vocab);
-		if (!(e <= 1e-4))
-			fail_msg("%s %s: fast vs reference relative error %.3g > 1e-4", kernels[k],
-				 engine_type_name(p->weight_type), e);
+		if (!(e <= tol_ref))
+			fail_msg("%s %s: fast vs reference relative error %.3g > %.g", kernels[k],
+				 engine_type_name(p->weight_type), e, tol_ref);
 		/* one token at a time gives the same logits (sgemm prefill vs row kernels) */
 		assert_int_equal(engine_state_new(&s2, m), 0);
 		for (size_t i = 0; i < n; i++)
@@ -103,8 +109,8 @@ static void check_model(const engine_jamba_random *p, size_t n)
 		double d = rel_err_f(dec, fast, c->n_vocab);
 		print_message("%s %s n=%zu: fast vs reference %.3g, decode vs prefill %.3g\n", kernels[k],
 			      engine_type_name(p->weight_type), n, e, d);
-		if (!(d <= 1e-5))
-			fail_msg("decode vs prefill relative difference %.3g > 1e-5", d);
+		if (!(d <= tol_dec))
+			fail_msg("decode vs prefill relative difference %.3g > %.g", d, tol_dec);
 		assert_int_equal(engine_state_n_tokens(s2), n);
 		assert_int_equal(engine_state_n_kv(s2), n);
 		engine_state_free(s);

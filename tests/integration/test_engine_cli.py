@@ -47,6 +47,30 @@ def test_logits_match_reference_q8_0_and_threads(d):
     assert close(two, one, 1e-5)
 
 
+def test_engine_kernels_setting(d):
+    """engine_kernels in the config picks the kernels; avx512vnni (8-bit activations for
+    Q8_0) moves Q8_0 decode logits a little off the reference; a bad name is an error."""
+    path = model("q8", "--vocab", "320", "--layers", "4", "--type", "q8_0", "--seed", "4")
+    conf = os.path.join(TMP, "vnni.conf")
+    with open(conf, "w") as f:
+        f.write("engine_kernels = avx512vnni\n")
+    toks = "1 2 3"  # under the prefill's sgemm threshold: every product goes through the kernels
+    out = d.cli("logits", "--model", path, "--tokens", toks, "--config", conf)
+    ref = logits(d, path, toks, "--reference", "1")
+    if out.returncode == 1 and "not supported by this CPU" in out.stderr:
+        print("avx512vnni: not on this CPU, checked only that it is refused cleanly")
+    else:
+        assert out.returncode == 0, out.stderr
+        vnni = [float(x) for x in out.stdout.split("\n") if x]
+        exact = logits(d, path, toks)
+        assert close(exact, ref, 1e-4)
+        assert close(vnni, ref, 6e-2) and not close(vnni, ref, 1e-5), "the setting took no effect"
+    with open(conf, "w") as f:
+        f.write("engine_kernels = fastest\n")
+    out = d.cli("logits", "--model", path, "--tokens", toks, "--config", conf)
+    assert out.returncode == 1 and "fastest" in out.stderr and out.stderr.count("\n") == 1, out
+
+
 def test_logits_errors(d):
     path = model("f32", "--vocab", "400", "--layers", "4", "--seed", "3")
     out = d.cli("logits", "--model", path, "--tokens", "1 400")

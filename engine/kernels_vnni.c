@@ -1,0 +1,167 @@
+/*
+ * Q8_0 / Q4_0 rows against 8-bit activations with AVX-512 VNNI: the rows_q8
+ * of the "avx512vnni" kernel set (engine_rows_q8_portable is its definition).
+ *
+ * The exact kernels widen every weight to a float and spend about ten vector
+ * operations per block of 32 weights; that, not memory, caps single-sequence
+ * decode near half the bandwidth bound and batched decode near 2x one
+ * sequence. Here one VPDPBUSD multiplies 64 weight bytes by 64 activation
+ * bytes and sums them in fours, so a pair of blocks costs a handful of
+ * operations. VPDPBUSD takes unsigned by signed bytes: the weights are
+ * offset (Q8_0 by 128, Q4_0 by 8, which its nibbles already are), and the
+ * offset x each block's sum of activations is subtracted by starting the sum
+ * from its negation (engine_act_quant computes the sums once per token).
+ *
+ * As in the exact kernels, each (row, token) sums in the same order whatever
+ * the tile, so a sequence gets the same logits alone or in a batch.
+ */
+#include "engine/core_internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+
+#define TVNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+
+static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* One block's 32 weights as unsigned bytes, offset: Q8_0 + 128, Q4_0 + 8 (its
+ * nibbles as stored). */
+TVNNI static inline __m256i block_u8(uint32_t type, const uint8_t *p)
+{
+	if (type == ENGINE_TYPE_Q8_0)
+		return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(p + 2)),
+					_mm256_set1_epi8((char)0x80));
+	__m128i q = _mm_loadu_si128((const __m128i *)(const void *)(p + 2)), m4 = _mm_set1_epi8(0xf);
+	return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+}
+
+/* Blocks b and b + 1 of a row (only b when !two: the upper half is zero) as
+ * 64 offset bytes, and their scales as [d_b x 8, d_b+1 x 8] to match
+ * VPDPBUSD's 16 lanes. */
+TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, bool two, __m512i *w, __m512 *d)
+{
+	if (type == ENGINE_TYPE_Q8_0 && two) {
+		/* The pair's 68 bytes as two overlapping loads; one byte permute
+		 * gathers the 64 weights and one word permute the two scales: a
+		 * quarter of the operations of loading the blocks one by one
+		 * (decode is bound by them, not by memory, on this path). */
+		__m512i lo = _mm512_loadu_si512(p), hi = _mm512_loadu_si512(p + 4);
+		const __m512i pick_q = _mm512_set_epi8(
+			127, 126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110,
+			109, 108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 33, 32, 31, 30, 29, 28,
+			27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
+			2);
+		const __m512i pick_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17,
+							17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+		*w = _mm512_xor_si512(_mm512_permutex2var_epi8(lo, pick_q, hi), _mm512_set1_epi8((char)0x80));
+		*d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(pick_d, lo)));
+		return;
+	}
+	__m256i hi = two ? block_u8(type, p + bb) : _mm256_setzero_si256();
+	*w = _mm512_inserti64x4(_mm512_castsi256_si512(block_u8(type, p)), hi, 1);
+	float d1 = two ? _cvtsh_ss(rd16(p + bb)) : 0.0f;
+	*d = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(rd16(p))), _mm256_set1_ps(d1), 1);
+}
+
+/* Blocks b, b + 1 (TWO) or b alone of RB rows against TB tokens, into acc.
+ * The activations of token t start at qa[t], their scales at da[t] and their
+ * sums at ns[t] (all at block 0). */
+#define PAIRQ(TYPE, RB, TB, TWO)                                                                             \
+	do {                                                                                                 \
+		__m512i wv[RB];                                                                              \
+		__m512 dw[RB];                                                                               \
+		_Pragma("GCC unroll 8") for (size_t i = 0; i < RB; i++)                                      \
+			load_pair(TYPE, row + i * w->row_bytes + b * bb, bb, TWO, &wv[i], &dw[i]);           \
+		_Pragma("GCC unroll 8") for (size_t i = 0; i < RB; i++) _mm_prefetch(                        \
+			(const char *)row + (RB + i) * w->row_bytes + b * bb + 128, _MM_HINT_T0);            \
+		_Pragma("GCC unroll 8") for (size_t t = 0; t < TB; t++)                                      \
+		{                                                                                            \
+			__m512i a = TWO ? _mm512_loadu_si512(qa[t] + b * 32)                                 \
+					: _mm512_zextsi256_si512(_mm256_loadu_si256(                         \
+						  (const __m256i *)(const void *)(qa[t] + b * 32)));         \
+			__m512i start = _mm512_slli_epi32(_mm512_loadu_si512(ns[t] + b * 8), shift);         \
+			__m512 d = _mm512_insertf32x8(_mm512_set1_ps(da[t][b]),                              \
+						      _mm256_set1_ps(TWO ? da[t][b + 1] : 0.0f), 1);         \
+			_Pragma("GCC unroll 8") for (size_t i = 0; i < RB; i++)                              \
+			{                                                                                    \
+				__m512i s = _mm512_dpbusd_epi32(start, wv[i], a);                            \
+				acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[i], d),  \
+							    acc[i][t]);                                      \
+			}                                                                                    \
+		}                                                                                            \
+	} while (0)
+
+/* RB rows from r against TB tokens from t0, accumulators in registers. The
+ * next tile's rows are prefetched: interleaved row streams defeat the
+ * hardware prefetcher (see kernels_x86.c). */
+#define TILEQ(TYPE, RB, TB)                                                                                  \
+	do {                                                                                                 \
+		__m512 acc[RB][TB];                                                                          \
+		const int8_t *qa[TB];                                                                        \
+		const float *da[TB];                                                                         \
+		const int32_t *ns[TB];                                                                       \
+		_Pragma("GCC unroll 8") for (size_t t = 0; t < TB; t++)                                      \
+		{                                                                                            \
+			qa[t] = xq->q + (t0 + t) * xq->n;                                                    \
+			da[t] = xq->d + (t0 + t) * nb;                                                       \
+			ns[t] = xq->neg_sum + (t0 + t) * pairs * 16;                                         \
+			_Pragma("GCC unroll 8") for (size_t i = 0; i < RB; i++) acc[i][t] =                  \
+				_mm512_setzero_ps();                                                         \
+		}                                                                                            \
+		const uint8_t *row = w->data + r * w->row_bytes;                                             \
+		size_t b = 0;                                                                                \
+		for (; b + 2 <= nb; b += 2)                                                                  \
+			PAIRQ(TYPE, RB, TB, true);                                                           \
+		if (b < nb)                                                                                  \
+			PAIRQ(TYPE, RB, TB, false);                                                          \
+		_Pragma("GCC unroll 8") for (size_t i = 0; i < RB; i++)                                      \
+			_Pragma("GCC unroll 8") for (size_t t = 0; t < TB; t++)                              \
+				y[(t0 + t) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][t]);                 \
+	} while (0)
+
+/* Rows go in slices that stay in L2 while every group of tokens passes over
+ * them, so a batch reads each weight from memory once. */
+#define ROWSQ(NAME, TYPE)                                                                                    \
+	TVNNI static void NAME(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,       \
+			       size_t ldy, uint64_t r0, uint64_t r1)                                         \
+	{                                                                                                    \
+		size_t nb = xq->n / 32, pairs = (nb + 1) / 2, bb = TYPE == ENGINE_TYPE_Q8_0 ? 34 : 18;       \
+		const unsigned shift = TYPE == ENGINE_TYPE_Q8_0 ? 7 : 3;                                     \
+		uint64_t slice = n_tok > 4 ? (256u << 10) / w->row_bytes + 1 : r1 - r0;                      \
+		for (uint64_t s0 = r0; s0 < r1; s0 += slice) {                                               \
+			uint64_t s1 = s0 + slice < r1 ? s0 + slice : r1, r;                                  \
+			size_t t0 = 0;                                                                       \
+			for (; t0 + 4 <= n_tok; t0 += 4) {                                                   \
+				for (r = s0; r + 4 <= s1; r += 4)                                            \
+					TILEQ(TYPE, 4, 4);                                                   \
+				for (; r < s1; r++)                                                          \
+					TILEQ(TYPE, 1, 4);                                                   \
+			}                                                                                    \
+			for (; t0 + 2 <= n_tok; t0 += 2) {                                                   \
+				for (r = s0; r + 4 <= s1; r += 4)                                            \
+					TILEQ(TYPE, 4, 2);                                                   \
+				for (; r < s1; r++)                                                          \
+					TILEQ(TYPE, 1, 2);                                                   \
+			}                                                                                    \
+			for (; t0 < n_tok; t0++) {                                                           \
+				for (r = s0; r + 4 <= s1; r += 4)                                            \
+					TILEQ(TYPE, 4, 1);                                                   \
+				for (; r < s1; r++)                                                          \
+					TILEQ(TYPE, 1, 1);                                                   \
+			}                                                                                    \
+		}                                                                                            \
+	}
+
+ROWSQ(rowsq_q8_0, ENGINE_TYPE_Q8_0)
+ROWSQ(rowsq_q4_0, ENGINE_TYPE_Q4_0)
+
+void engine_rows_q8_vnni(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
+			 uint64_t r0, uint64_t r1)
+{
+	if (w->type == ENGINE_TYPE_Q8_0)
+		rowsq_q8_0(w, xq, n_tok, y, ldy, r0, r1);
+	else
+		rowsq_q4_0(w, xq, n_tok, y, ldy, r0, r1);
+}
+
+#endif
