@@ -640,6 +640,34 @@ def copy_drill(rng):
     return dict(tools=[], turns=turns, system=False, meta=dict(type="copy"))
 
 
+def lookup_drill(rng):
+    """A drill in finding the passage a question is about, the step before
+    copying it: 2-4 one-sentence documents (some of the same kind, so the
+    subject, not the kind, decides) and 2-4 questions, each answered by
+    quoting the document that names its subject, or, for a subject no
+    document names, "Not found in the documents". Short and without a system
+    turn, like copy_drill, so the signal is dense."""
+    world = World(rng, False)
+    facts, docs, sents = [], [], []
+    for _ in range(rng.randint(2, 4)):
+        kind = facts[0]["_kind"] if facts and rng.random() < 0.5 else None
+        f = world.fact(kind)
+        d, ss = doc_for(world, [f], 0)
+        facts.append(f)
+        docs.append(d)
+        sents.append(ss[0])
+    turns = []
+    for k in range(rng.randint(2, 4)):
+        if rng.random() < 0.25:
+            q, ans = world.question(world.fact(rng.choice(facts)["_kind"])), fmt.NOT_FOUND
+        else:
+            n = rng.randrange(len(docs))
+            q, ans = world.question(facts[n]), '"%s" [%d]' % (sents[n], n + 1)
+        turns.append(dict(role="user", docs=docs if k == 0 else [], text=q))
+        turns.append(dict(role="assistant", reasoning=None, text=ans))
+    return dict(tools=[], turns=turns, system=False, meta=dict(type="lookup"))
+
+
 def repeat_drill(rng):
     """The shortest copying drill, for the first minutes of training: the
     user gives one to three fresh sentences and the assistant repeats them,
@@ -653,9 +681,9 @@ def repeat_drill(rng):
     return dict(tools=[], turns=turns, system=False, meta=dict(type="repeat"))
 
 
-def train_episode(rng, copy_share=0.0):
+def train_episode(rng, copy_share=0.0, lookup_share=0.0):
     if copy_share and rng.random() < copy_share:
-        return copy_drill(rng)
+        return lookup_drill(rng) if rng.random() < lookup_share else copy_drill(rng)
     k = rng.choices(list(TRAIN_MIX) + ["memory"], weights=list(TRAIN_MIX.values()) + [0.1])[0]
     h = 0
     if k == "memory":
@@ -673,7 +701,9 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", required=True)
     ap.add_argument("--copy-share", type=float, default=0.0,
-                    help="training split: share of copy drills (see copy_drill)")
+                    help="training split: share of drills (see copy_drill)")
+    ap.add_argument("--lookup-share", type=float, default=0.0,
+                    help="training split: share of those drills that are lookup drills (see lookup_drill)")
     ap.add_argument("--vary", type=float, default=0.0,
                     help="train and warm-up splits: share of fact sentences reworded (see LEAD_INS)")
     a = ap.parse_args()
@@ -685,7 +715,7 @@ def main():
             if a.split == "warmup":
                 ep = repeat_drill(rng) if rng.random() < 0.6 else copy_drill(rng)
             elif a.split == "train":
-                ep = train_episode(rng, a.copy_share)
+                ep = train_episode(rng, a.copy_share, a.lookup_share)
             else:
                 ep = episode(rng, True)
             f.write(json.dumps({"segs": fmt.render(ep), "meta": ep["meta"]}) + "\n")
