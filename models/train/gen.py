@@ -100,6 +100,7 @@ TAILS = [
     " until further notice", " as agreed with management", " in every office",
 ]
 VARY = 0.0
+NONCE = 0.0
 
 
 def vary(rng, text):
@@ -139,6 +140,30 @@ def pools(held):
         "filler": FILLER_HELD if held else FILLER,
     }
     return p
+
+
+ONSETS = "b br c ch d dr f g gr h j k kl l m n p pr r s st t tr v w z".split()
+VOWELS = "a e i o u ai ei ou".split()
+CODAS = ["", "", "", "n", "r", "s", "l", "k", "m", "x"]
+
+
+def nonce_word(rng):
+    """A pronounceable made-up word (2-3 syllables), capitalised."""
+    w = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) for _ in range(rng.randint(2, 3)))
+    return (w + rng.choice(CODAS)).capitalize()
+
+
+def nonce_pools(rng, p):
+    """The training pools with made-up names for people, product lines,
+    departments and cities: a name never seen before can only be copied from
+    the passage, not recalled, which is what held-out names need (--nonce)."""
+    q = dict(p)
+    q["first"] = [nonce_word(rng) for _ in range(6)]
+    q["last"] = [nonce_word(rng) for _ in range(6)]
+    q["prod_a"] = [nonce_word(rng) for _ in range(6)]
+    q["dept"] = [nonce_word(rng) for _ in range(6)]
+    q["city"] = [nonce_word(rng) for _ in range(6)]
+    return q
 
 
 # ---------------------------------------------------------------- fact kinds
@@ -234,6 +259,8 @@ class World:
         self.rng = rng
         self.held = held
         self.p = pools(held)
+        if not held and NONCE and rng.random() < NONCE:
+            self.p = nonce_pools(rng, self.p)
         self.company = rng.choice(self.p["company"])
         self.used = set()
 
@@ -702,13 +729,16 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--copy-share", type=float, default=0.0,
                     help="training split: share of drills (see copy_drill)")
+    ap.add_argument("--nonce", type=float, default=0.0,
+                    help="training split: share of episodes whose names are made up (see nonce_pools)")
     ap.add_argument("--lookup-share", type=float, default=0.0,
                     help="training split: share of those drills that are lookup drills (see lookup_drill)")
     ap.add_argument("--vary", type=float, default=0.0,
                     help="train and warm-up splits: share of fact sentences reworded (see LEAD_INS)")
     a = ap.parse_args()
-    global VARY
+    global VARY, NONCE
     VARY = a.vary
+    NONCE = a.nonce if a.split == "train" else 0.0
     rng = random.Random(a.seed)
     with open(a.out, "w") as f:
         for _ in range(a.n):
