@@ -132,8 +132,8 @@ TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, b
 			uint64_t s1 = s0 + slice < r1 ? s0 + slice : r1, r;                                  \
 			size_t t0 = 0;                                                                       \
 			for (; t0 + 4 <= n_tok; t0 += 4) {                                                   \
-				for (r = s0; r + 4 <= s1; r += 4)                                            \
-					TILEQ(TYPE, 4, 4);                                                   \
+				for (r = s0; r + 2 <= s1; r += 2)                                            \
+					TILEQ(TYPE, 2, 4);                                                   \
 				for (; r < s1; r++)                                                          \
 					TILEQ(TYPE, 1, 4);                                                   \
 			}                                                                                    \

@@ -338,28 +338,17 @@ T512 static float ssm_step512(float *s, const float *A, const float *B, const fl
 	return hsum512(_mm512_mul_ps(st, _mm512_loadu_ps(C)));
 }
 
-static const engine_kernels kernels_avx512 = {
-	.name = "avx512",
-	.dot = dot512,
-	.row_to_f32 = row_to_f32_512,
-	.rows = rows512,
-	.att_scores = att_scores512,
-	.att_exp = att_exp512,
-	.att_accum = att_accum512,
-	.ssm_step = ssm_step512,
-};
+#define AVX512_KERNELS                                                                                       \
+	.dot = dot512, .row_to_f32 = row_to_f32_512, .rows = rows512, .att_scores = att_scores512,            \
+	.att_exp = att_exp512, .att_accum = att_accum512, .ssm_step = ssm_step512
+
+static const engine_kernels kernels_avx512 = {.name = "avx512", AVX512_KERNELS};
 
 /* AVX-512 with integer Q8_0/Q4_0 products on 8-bit activations (kernels_vnni.c):
  * opt-in, since it rounds the activations. */
 static const engine_kernels kernels_avx512vnni = {
 	.name = "avx512vnni",
-	.dot = dot512,
-	.row_to_f32 = row_to_f32_512,
-	.rows = rows512,
-	.att_scores = att_scores512,
-	.att_exp = att_exp512,
-	.att_accum = att_accum512,
-	.ssm_step = ssm_step512,
+	AVX512_KERNELS,
 	.rows_q8 = engine_rows_q8_vnni,
 };
 
