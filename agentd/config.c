@@ -29,7 +29,7 @@ static const struct config_key {
 	{"shutdown_timeout", "30"}, /* seconds in-flight requests get on SIGTERM */
 	{"fault_injection", "0"},   /* tests only: honour X-Agentd-Fail-Alloc */
 	{"engine_threads", "2"},
-	{"engine_kernels", "best"}, /* engine_set_kernels: "avx512vnni" trades exactness for speed */
+	{"engine_kernels", "best"},   /* engine_set_kernels: "avx512vnni" trades exactness for speed */
 	{"run_workers", "2"},         /* threads executing agent and workflow runs */
 	{"memory_kv_tokens", "8192"}, /* attention K/V entries kept in each user's memory */
 	{"policy_file", ""},

@@ -88,8 +88,8 @@ typedef struct engine_kernels {
 	/* Optional (NULL in the exact sets): Q8_0 and Q4_0 rows against activations
 	 * quantised to 8 bits per block of 32 (engine_act_quant), so the products
 	 * are integer (AVX-512 VNNI). Same contract as rows otherwise. */
-	void (*rows_q8)(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,
-			size_t ldy, uint64_t r0, uint64_t r1);
+	void (*rows_q8)(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
+			uint64_t r0, uint64_t r1);
 } engine_kernels;
 
 /* Int32s that engine_act_quant's neg_sum needs for n_tok tokens of n values. */

@@ -27,10 +27,10 @@ typedef struct pass {
 	int n_threads;
 	float *scratch; /* (n_threads, max_cols) dequantised rows */
 	size_t max_cols;
-	float *deq; /* (n_threads, DEQ_FLOATS) dequantised row blocks for sgemm */
-	int8_t *act_q;   /* (T, max_cols) 8-bit activations, when the kernels have rows_q8 */
-	float *act_d;    /* (T, max_cols / 32) their scales */
-	int32_t *act_s;  /* their sums (engine_act_quant) */
+	float *deq;     /* (n_threads, DEQ_FLOATS) dequantised row blocks for sgemm */
+	int8_t *act_q;  /* (T, max_cols) 8-bit activations, when the kernels have rows_q8 */
+	float *act_d;   /* (T, max_cols / 32) their scales */
+	int32_t *act_s; /* their sums (engine_act_quant) */
 } pass;
 
 /* ------------------------------------------------------------ matmul */

@@ -20,7 +20,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
-#define TVNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+#define TVNNI                                                                                                \
+	__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
@@ -38,7 +39,8 @@ TVNNI static inline __m256i block_u8(uint32_t type, const uint8_t *p)
 /* Blocks b and b + 1 of a row (only b when !two: the upper half is zero) as
  * 64 offset bytes, and their scales as [d_b x 8, d_b+1 x 8] to match
  * VPDPBUSD's 16 lanes. */
-TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, bool two, __m512i *w, __m512 *d)
+TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, bool two, __m512i *w,
+				   __m512 *d)
 {
 	if (type == ENGINE_TYPE_Q8_0 && two) {
 		/* The pair's 68 bytes as two overlapping loads; one byte permute
@@ -46,13 +48,13 @@ TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, b
 		 * quarter of the operations of loading the blocks one by one
 		 * (decode is bound by them, not by memory, on this path). */
 		__m512i lo = _mm512_loadu_si512(p), hi = _mm512_loadu_si512(p + 4);
-		const __m512i pick_q = _mm512_set_epi8(
-			127, 126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114, 113, 112, 111, 110,
-			109, 108, 107, 106, 105, 104, 103, 102, 101, 100, 99, 98, 97, 96, 33, 32, 31, 30, 29, 28,
-			27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3,
-			2);
-		const __m512i pick_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17,
-							17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
+		const __m512i pick_q =
+			_mm512_set_epi8(127, 126, 125, 124, 123, 122, 121, 120, 119, 118, 117, 116, 115, 114,
+					113, 112, 111, 110, 109, 108, 107, 106, 105, 104, 103, 102, 101, 100,
+					99, 98, 97, 96, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21,
+					20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
+		const __m512i pick_d = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17,
+							17, 17, 17, 17, 17, 17, 17, 0, 0, 0, 0, 0, 0, 0, 0);
 		*w = _mm512_xor_si512(_mm512_permutex2var_epi8(lo, pick_q, hi), _mm512_set1_epi8((char)0x80));
 		*d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(pick_d, lo)));
 		return;
@@ -115,8 +117,8 @@ TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, b
 		if (b < nb)                                                                                  \
 			PAIRQ(TYPE, RB, TB, false);                                                          \
 		_Pragma("GCC unroll 8") for (size_t i = 0; i < RB; i++)                                      \
-			_Pragma("GCC unroll 8") for (size_t t = 0; t < TB; t++)                              \
-				y[(t0 + t) * ldy + r + i] = _mm512_reduce_add_ps(acc[i][t]);                 \
+			_Pragma("GCC unroll 8") for (size_t t = 0; t < TB; t++) y[(t0 + t) * ldy + r + i] =  \
+				_mm512_reduce_add_ps(acc[i][t]);                                             \
 	} while (0)
 
 /* Rows go in slices that stay in L2 while every group of tokens passes over

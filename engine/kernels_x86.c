@@ -339,7 +339,7 @@ T512 static float ssm_step512(float *s, const float *A, const float *B, const fl
 }
 
 #define AVX512_KERNELS                                                                                       \
-	.dot = dot512, .row_to_f32 = row_to_f32_512, .rows = rows512, .att_scores = att_scores512,            \
+	.dot = dot512, .row_to_f32 = row_to_f32_512, .rows = rows512, .att_scores = att_scores512,           \
 	.att_exp = att_exp512, .att_accum = att_accum512, .ssm_step = ssm_step512
 
 static const engine_kernels kernels_avx512 = {.name = "avx512", AVX512_KERNELS};

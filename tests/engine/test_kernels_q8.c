@@ -39,11 +39,13 @@ static uint8_t *random_weights(uint32_t type, size_t rows, size_t cols, engine_w
 	for (size_t r = 0; r < rows; r++)
 		for (size_t b = 0; b < nb; b++) {
 			uint8_t *p = data + (r * nb + b) * bb;
-			uint16_t h = (uint16_t)(b % 8 == 7 ? 0 : 0x2000 + next() % 0x1000); /* ~0.008 .. 0.03 */
+			uint16_t h =
+				(uint16_t)(b % 8 == 7 ? 0 : 0x2000 + next() % 0x1000); /* ~0.008 .. 0.03 */
 			p[0] = (uint8_t)h;
 			p[1] = (uint8_t)(h >> 8);
 			for (size_t j = 2; j < bb; j++)
-				p[j] = (uint8_t)(b % 8 == 3 ? (type == ENGINE_TYPE_Q8_0 ? 0x81 : 0x00) : next());
+				p[j] = (uint8_t)(b % 8 == 3 ? (type == ENGINE_TYPE_Q8_0 ? 0x81 : 0x00)
+							    : next());
 		}
 	*w = (engine_weight){.type = type, .cols = cols, .rows = rows, .row_bytes = nb * bb, .data = data};
 	return data;
@@ -149,8 +151,8 @@ static void check_type(uint32_t type, size_t cols)
 		for (size_t j = 0; j < cols; j++)
 			bound += fabs((double)wrow[j]) * d[j / 32] * 0.5;
 		if (fabs((double)got[r] - (double)exact[r]) > bound * 1.001 + 1e-5)
-			fail_msg("row %zu: 8-bit %.7g vs exact %.7g, beyond the rounding bound %.3g", r, got[r],
-				 exact[r], bound);
+			fail_msg("row %zu: 8-bit %.7g vs exact %.7g, beyond the rounding bound %.3g", r,
+				 got[r], exact[r], bound);
 	}
 	free(wrow);
 	free(data);
