@@ -373,8 +373,10 @@ static int agent_loop(agent *a)
 	return rc;
 }
 
-/* The tool schemas offered to the model: the run's "tools" list, each resolved by the services'
- * catalogue is the daemon's business; here a name list becomes function stubs the model may call. */
+/* The tools offered to the model: the run's "tools" list, each name resolved to its description
+ * and argument schema through the services, so the model reads what the tool takes and its
+ * call is constrained to that schema. A name the catalogue lacks (or services without one)
+ * becomes a stub the model may still call, to be told there is no such tool. */
 static int offered_tools(agent *a)
 {
 	const json_t *list = json_object_get(a->run->request, "tools");
@@ -392,9 +394,17 @@ static int offered_tools(agent *a)
 	{
 		if (!json_is_string(t))
 			return ag_error_set(AG_EINVAL, "tools[%zu] must be a tool name", i);
-		json_t *fn =
-			json_pack("{s:s, s:{s:s, s:s, s:{s:s}}}", "type", "function", "function", "name",
-				  json_string_value(t), "description", "", "parameters", "type", "object");
+		json_t *fn = NULL;
+		int rc = a->svc->tool_schema ? a->svc->tool_schema(a->svc->cls, json_string_value(t), &fn)
+					     : AG_ENOTFOUND;
+		if (rc == AG_ENOTFOUND) {
+			ag_error_clear();
+			fn = json_pack("{s:s, s:{s:s, s:s, s:{s:s}}}", "type", "function", "function", "name",
+				       json_string_value(t), "description", "", "parameters", "type",
+				       "object");
+		} else if (rc) {
+			return rc;
+		}
 		if (!fn || json_array_append_new(a->tools, fn))
 			return ag_error_set(AG_ENOMEM, "out of memory offering tools");
 	}

@@ -65,6 +65,10 @@ typedef struct agentd_services {
 	 * per-user memory, begin restores the user's state (and holds the user's lock) and end
 	 * commits the question and the final answer to it when the run succeeded. */
 	int (*run_begin)(void *cls, agentd_run *run);
+	/* Optional: the tool named, as the model is to see it: {"type": "function", "function":
+	 * {"name", "description", "parameters": its JSON Schema}} (*function, caller's).
+	 * AG_ENOTFOUND for a name the catalogue does not hold. */
+	int (*tool_schema)(void *cls, const char *name, json_t **function);
 	void (*run_end)(void *cls, agentd_run *run, const char *question, const char *answer, bool succeeded);
 	void *cls;
 } agentd_services;

@@ -399,6 +399,40 @@ static const char *memory_user(const agentd_run *run)
 	return run->user;
 }
 
+static int svc_tool_schema(void *cls, const char *name, json_t **function)
+{
+	(void)cls;
+	*function = NULL;
+	const tools_tool *t = tools_find(name);
+	if (!t)
+		return ag_error_set(AG_ENOTFOUND, "there is no tool named '%s'", name);
+	json_t *d;
+	int rc = tools_describe(&d, t);
+	if (rc)
+		return rc;
+	*function = json_pack("{s:s, s:{s:O, s:O, s:O}}", "type", "function", "function", "name",
+			      json_object_get(d, "name"), "description", json_object_get(d, "description"),
+			      "parameters", json_object_get(d, "parameters"));
+	json_decref(d);
+	return *function ? 0 : ag_error_set(AG_ENOMEM, "out of memory describing tool '%s'", name);
+}
+
+/* Every tool of the catalogue as the model sees them: a memory's system turn is written once
+ * for all the user's runs, so it lists them all (each run's calls are still constrained to
+ * the tools that run offers). */
+static json_t *catalogue_tools(void)
+{
+	json_t *all = json_array();
+	for (size_t i = 0; all && i < tools_count(); i++) {
+		json_t *fn;
+		if (svc_tool_schema(NULL, tools_at(i)->name, &fn) || json_array_append_new(all, fn)) {
+			json_decref(all);
+			return NULL;
+		}
+	}
+	return all;
+}
+
 static int svc_run_begin(void *cls, agentd_run *run)
 {
 	agentd_service_ctx *s = cls;
@@ -410,11 +444,14 @@ static int svc_run_begin(void *cls, agentd_run *run)
 	if (s->daemon && s->daemon->cfg)
 		agentd_config_get_long(s->daemon->cfg, "memory_kv_tokens", 0, INT64_MAX, &budget);
 	json_t *pre = json_pack("[{s:s, s:s}]", "role", "system", "content", agentd_prompt_system());
-	memory_options opt = {.preamble = pre, .kv_budget = (uint64_t)budget};
+	json_t *tools = catalogue_tools();
+	memory_options opt = {.preamble = pre, .tools = tools, .kv_budget = (uint64_t)budget};
 	memory_session *m;
-	int rc = pre ? memory_session_open(&m, run->db, s->model->local, run->tenant, memory_user(run), &opt)
-		     : ag_error_set(AG_ENOMEM, "out of memory");
+	int rc = pre && tools ? memory_session_open(&m, run->db, s->model->local, run->tenant,
+						    memory_user(run), &opt)
+			      : ag_error_set(AG_ENOMEM, "out of memory");
 	json_decref(pre);
+	json_decref(tools);
 	if (rc)
 		return rc;
 	run->memory = m;
@@ -451,6 +488,7 @@ void agentd_services_init(agentd_services *svc, agentd_service_ctx *s)
 	svc->role_budget = svc_role_budget;
 	svc->run_begin = svc_run_begin;
 	svc->run_end = svc_run_end;
+	svc->tool_schema = svc_tool_schema;
 	svc->cls = s;
 }
 

@@ -596,8 +596,9 @@ int engine_local_chat(engine_local *l, const engine_chat_request *req, engine_ch
 int engine_local_chat_state(engine_local *l, engine_state *state, const engine_chat_request *req,
 			    engine_chat_response *out);
 /* Feeds whole turns (rendered without a generation prompt) into state, e.g. to commit a
- * user's question and the final answer to their memory. */
-int engine_local_absorb(engine_local *l, engine_state *state, const json_t *messages);
+ * user's question and the final answer to their memory. tools (NULL: none) are rendered
+ * into the system turn as a chat request's are, when the state is empty. */
+int engine_local_absorb(engine_local *l, engine_state *state, const json_t *messages, const json_t *tools);
 /* The token ids the backend would feed for these messages (fresh: with BOS), with special-token
  * spellings inside contents neutralised; *out is the caller's. For counting and tests. */
 int engine_local_tokens(engine_local *l, const json_t *messages, const json_t *tools, bool fresh,

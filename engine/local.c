@@ -480,12 +480,12 @@ int engine_local_tokens(engine_local *l, const json_t *messages, const json_t *t
 	return prompt_tokens(l, messages, tools, fresh, generation_prompt, true, out, n);
 }
 
-int engine_local_absorb(engine_local *l, engine_state *state, const json_t *messages)
+int engine_local_absorb(engine_local *l, engine_state *state, const json_t *messages, const json_t *tools)
 {
 	int32_t *tokens;
 	size_t n;
-	int rc =
-		prompt_tokens(l, messages, NULL, engine_state_n_tokens(state) == 0, false, true, &tokens, &n);
+	int rc = prompt_tokens(l, messages, tools, engine_state_n_tokens(state) == 0, false, true, &tokens,
+			       &n);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&l->lock);

@@ -68,6 +68,7 @@ typedef struct memory_session memory_session;
 
 typedef struct memory_options {
 	const json_t *preamble; /* messages absorbed into a new memory (NULL: none) */
+	const json_t *tools;    /* tool definitions rendered into the preamble's system turn (NULL: none) */
 	uint64_t kv_budget;     /* attention K/V entries kept per user; 0: no limit */
 } memory_options;
 

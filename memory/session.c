@@ -68,7 +68,7 @@ int memory_session_open(memory_session **out, sqlite3 *db, engine_local *l, cons
 		}
 		rc = engine_state_new(&s->state, engine_local_model(l));
 		if (!rc && opt && opt->preamble && json_array_size(opt->preamble))
-			rc = engine_local_absorb(l, s->state, opt->preamble);
+			rc = engine_local_absorb(l, s->state, opt->preamble, opt->tools);
 	}
 	if (rc) {
 		memory_session_close(s);
@@ -87,7 +87,7 @@ int memory_session_commit(memory_session *s, sqlite3 *db, const json_t *turns)
 	int rc = engine_state_fork(&next, s->state);
 	if (rc)
 		return rc;
-	if ((rc = engine_local_absorb(s->local, next, turns)))
+	if ((rc = engine_local_absorb(s->local, next, turns, NULL)))
 		goto out;
 	if (s->kv_budget && engine_state_n_kv(next) > s->kv_budget &&
 	    (rc = engine_state_drop_oldest(next, engine_state_n_kv(next) - s->kv_budget)))

@@ -18,6 +18,7 @@ static const char doc2[] = "The Zephyr laptop costs 1,200 euros. Orders ship wit
 static const char *script[16];
 static int script_len, script_pos;
 static json_t *seen_messages[16];
+static json_t *seen_tools; /* the tools of the first model call */
 static char db_path[512];
 
 static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_request *req,
@@ -27,6 +28,10 @@ static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_reques
 	(void)run;
 	if (script_pos < 16)
 		seen_messages[script_pos] = json_deep_copy(req->messages);
+	if (script_pos == 0 && req->tools) {
+		json_decref(seen_tools);
+		seen_tools = json_deep_copy(req->tools);
+	}
 	const char *line = script_pos < script_len ? script[script_pos] : "Not found in the documents.";
 	script_pos++;
 	out->prompt_tokens = 100;
@@ -194,6 +199,49 @@ static void test_calculator_tool_call(void **state)
 	json_t *usage = json_object_get(v, "usage");
 	assert_int_equal(json_integer_value(json_object_get(usage, "tool_calls")), 1);
 	assert_int_equal(json_integer_value(json_object_get(usage, "steps")), 3);
+	json_decref(v);
+	json_decref(req);
+}
+
+/* The catalogue: the calculator's real description and schema, nothing else. */
+static int scripted_schema(void *cls, const char *name, json_t **function)
+{
+	(void)cls;
+	*function = NULL;
+	if (strcmp(name, "calculator") != 0)
+		return ag_error_set(AG_ENOTFOUND, "there is no tool named '%s'", name);
+	*function =
+		json_pack("{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s}}, s:[s]}}}", "type", "function", "function",
+			  "name", "calculator", "description", "Exact arithmetic.", "parameters", "type",
+			  "object", "properties", "expression", "type", "string", "required", "expression");
+	return 0;
+}
+
+/* Tools named in the request reach the model with their description and argument schema
+ * (which the engine renders into the prompt and constrains calls to); a name the catalogue
+ * lacks stays a stub the model may call and be told there is no such tool. */
+static void test_offered_tools_carry_schemas(void **state)
+{
+	(void)state;
+	services.tool_schema = scripted_schema;
+	set_script(1, "Not found in the documents.");
+	json_t *req = json_pack("{s:s, s:[s, s]}", "input", "q", "tools", "calculator", "no_such_tool");
+	json_t *v = run_agent(req);
+	services.tool_schema = NULL;
+	assert_string_equal(str(v, "status"), "succeeded");
+	assert_int_equal(json_array_size(seen_tools), 2);
+	json_t *calc = json_object_get(json_array_get(seen_tools, 0), "function");
+	assert_string_equal(str(calc, "name"), "calculator");
+	assert_string_equal(str(calc, "description"), "Exact arithmetic.");
+	json_t *params = json_object_get(calc, "parameters");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(params, "required"), 0)),
+			    "expression");
+	assert_non_null(json_object_get(json_object_get(params, "properties"), "expression"));
+	json_t *stub = json_object_get(json_array_get(seen_tools, 1), "function");
+	assert_string_equal(str(stub, "name"), "no_such_tool");
+	assert_string_equal(str(stub, "description"), "");
+	json_decref(seen_tools);
+	seen_tools = NULL;
 	json_decref(v);
 	json_decref(req);
 }
@@ -449,6 +497,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_quoted_answer_with_citation),
 		cmocka_unit_test(test_calculator_tool_call),
+		cmocka_unit_test(test_offered_tools_carry_schemas),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_invented_quote_is_retried),
 		cmocka_unit_test(test_unsatisfiable_requirement_is_reported),

@@ -88,7 +88,7 @@ static void test_state_continuation(void **state)
 	assert_int_equal(engine_state_new(&s, engine_local_model(local)), 0);
 	json_t *turn1 = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "user", "content", "my number is 4471",
 				  "role", "assistant", "content", "noted");
-	assert_int_equal(engine_local_absorb(local, s, turn1), 0);
+	assert_int_equal(engine_local_absorb(local, s, turn1, NULL), 0);
 	uint64_t after1 = engine_state_n_tokens(s);
 	assert_true(after1 > 5);
 	json_t *turn2 = json_pack("[{s:s, s:s}]", "role", "user", "content", "what is my number?");

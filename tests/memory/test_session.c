@@ -100,11 +100,20 @@ static void test_restored_turns_equal_one_uninterrupted_state(void **state)
 	(void)state;
 	size_t nv = engine_model_config(engine_local_model(la))->n_vocab;
 	json_t *pre = preamble();
-	memory_options opt = {.preamble = pre};
+	/* the preamble's system turn lists tools, as the planner's does */
+	json_t *tools =
+		json_pack("[{s:s, s:{s:s, s:s, s:{s:s}}}]", "type", "function", "function", "name",
+			  "calculator", "description", "Exact arithmetic.", "parameters", "type", "object");
+	memory_options opt = {.preamble = pre, .tools = tools};
 	/* Reference: one state, never saved. */
-	engine_state *ref;
+	engine_state *ref, *bare;
 	assert_int_equal(engine_state_new(&ref, engine_local_model(la)), 0);
-	assert_int_equal(engine_local_absorb(la, ref, pre), 0);
+	assert_int_equal(engine_local_absorb(la, ref, pre, tools), 0);
+	assert_int_equal(engine_state_new(&bare, engine_local_model(la)), 0);
+	assert_int_equal(engine_local_absorb(la, bare, pre, NULL), 0);
+	assert_true(engine_state_n_tokens(ref) >
+		    engine_state_n_tokens(bare) + 10); /* the tools were rendered */
+	engine_state_free(bare);
 
 	sqlite3 *db = open_db(true);
 	for (int i = 0; i < 8; i++) {
@@ -123,7 +132,7 @@ static void test_restored_turns_equal_one_uninterrupted_state(void **state)
 		free(want);
 		json_t *t = turn(i);
 		assert_int_equal(memory_session_commit(s, db, t), 0);
-		assert_int_equal(engine_local_absorb(la, ref, t), 0);
+		assert_int_equal(engine_local_absorb(la, ref, t, NULL), 0);
 		json_decref(t);
 		memory_session_close(s);
 	}
@@ -133,6 +142,7 @@ static void test_restored_turns_equal_one_uninterrupted_state(void **state)
 	assert_int_equal(info.tokens, (int64_t)engine_state_n_tokens(ref));
 	engine_state_free(ref);
 	json_decref(pre);
+	json_decref(tools);
 	ag_db_close(db);
 }
 
@@ -268,7 +278,7 @@ static void test_same_user_requests_serialise(void **state)
 	assert_int_equal(engine_state_new(&ref, engine_local_model(la)), 0);
 	uint64_t one_turn;
 	json_t *t = turn(0);
-	assert_int_equal(engine_local_absorb(la, ref, t), 0);
+	assert_int_equal(engine_local_absorb(la, ref, t, NULL), 0);
 	one_turn = engine_state_n_tokens(ref);
 	json_decref(t);
 	engine_state_free(ref);
