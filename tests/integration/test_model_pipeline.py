@@ -215,6 +215,48 @@ def test_copy_drills():
     assert kinds == {"repeat", "copy"}, kinds
 
 
+def test_lookup_drills():
+    """Lookup drills: each question is answered by the verbatim sentence of the
+    document that names its subject, cited by number, or, when no document
+    names it, "Not found in the documents."; both kinds occur."""
+    rng = random.Random(12)
+    answers = {"quote": 0, "notfound": 0}
+    for _ in range(40):
+        ep = gen.lookup_drill(rng)
+        docs = ep["turns"][0]["docs"]
+        assert "<|im_start|>system" not in fmt.prompt_text(fmt.render(ep))
+        for q, a in zip(ep["turns"][0::2], ep["turns"][1::2]):
+            if a["text"] == fmt.NOT_FOUND:
+                answers["notfound"] += 1
+                continue
+            answers["quote"] += 1
+            sent, n = a["text"][1:a["text"].rindex('"')], int(a["text"].rsplit("[", 1)[1][:-1])
+            assert sent == docs[n - 1][1], (sent, docs)
+    assert answers["quote"] > 40 and answers["notfound"] > 10, answers
+
+
+def test_nonce_names():
+    """--nonce: the training split's names are made up (never in the pools),
+    the held-out split never is, and the quotes stay verbatim."""
+    saved = gen.NONCE
+    try:
+        gen.NONCE = 1.0
+        rng = random.Random(13)
+        pools = gen.pools(False)
+        for _ in range(30):
+            ep = gen.episode(rng, False, "quote")
+            text = fmt.prompt_text(fmt.render(ep))
+            quote, doc = ep["meta"]["quotes"][0]
+            assert quote in ep["turns"][-2]["docs"][doc - 1][1]
+            assert not any(" %s " % w in text for w in pools["first"] + pools["city"]), text
+        held = gen.pools(True)
+        ep = gen.episode(random.Random(14), True, "quote")
+        world_names = held["first"] + held["last"] + held["city"] + held["prod_a"]
+        assert any(w in fmt.prompt_text(fmt.render(ep)) for w in world_names)
+    finally:
+        gen.NONCE = saved
+
+
 def test_copy_batch():
     """train.copy_batch: BOS, random pieces, SEP, the same pieces; the loss
     mask covers exactly the copy, and nothing else (not even as context)."""
