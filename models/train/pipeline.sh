@@ -6,7 +6,8 @@
 # the results are models/agentd-small.gguf, models/tokenizer.model and
 # models/EVAL.md.
 #   MODEL_MINUTES   training budget in minutes (default 45)
-#   MODEL_EPISODES  training episodes (default 30000, 30% of them copy drills)
+#   MODEL_EPISODES  training episodes (default 30000, 30% of them drills: half copy, half lookup;
+#                   half of all with made-up names)
 #   MODEL_RESUME=1  continue the checkpoint in $MODEL_WORK
 #   MODEL_THREADS   training threads (default 1: measured faster than 2 here, idle or busy)
 #   MODEL_BATCH     padded tokens per optimizer step (default 3072)
@@ -21,7 +22,8 @@ if ! $PY -c 'import torch, numpy, sentencepiece' 2>/dev/null; then
 	echo "model: python3-torch, python3-numpy and python3-sentencepiece are needed" >&2
 	exit 1
 fi
-$PY $T/gen.py --split train --n "${MODEL_EPISODES:-30000}" --seed 1 --copy-share 0.3 --out "$W/train.jsonl"
+$PY $T/gen.py --split train --n "${MODEL_EPISODES:-30000}" --seed 1 --copy-share 0.3 --lookup-share 0.5 \
+	--nonce 0.5 --out "$W/train.jsonl"
 $PY $T/gen.py --split warmup --n 20000 --seed 2 --out "$W/warm.jsonl"
 $PY $T/tok.py --episodes "$W/train.jsonl" --prefix "$W/tokenizer"
 resume=()

@@ -1,0 +1,98 @@
+"""What the planner answers with the shipped model, end to end through the REST API:
+held-out questions (models/train/gen.py's held-out split: names, phrasings and
+documents the model never saw in training) over documents attached to a
+collection, each asked as an agent run with the calculator offered. Each kind is
+scored as a user would score it: an arithmetic question must go through the
+calculator tool and answer with its exact result; a question the documents do
+not cover must be answered "Not found in the documents." rather than invented;
+a quoted answer must hold the document's sentence and cite a chunk the run
+retrieved. Runs opt out of per-user memory: one user's memory would carry every
+earlier question into the next, which this small model cannot see past.
+
+The floors sit one question under what the shipped model measured here (printed
+by the test), so a change to the planner, the prompt, the engine or the model that
+costs more than one answer of a kind fails. Greedy decoding and bit-identical batching make the runs reproducible.
+Quoted answers have no floor: the shipped model gets none of them right yet
+(models/EVAL.md); the test still scores and prints them."""
+import json
+import os
+import random
+import sys
+import time
+import urllib.parse
+
+import harness
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models", "train"))
+import gen  # noqa: E402
+
+N = {"calc_plain": 10, "notfound": 10, "quote": 10}
+FLOOR = {"calc_plain": 0.5, "notfound": 0.2}  # measured: 0.6 and 0.3
+NOT_FOUND = "Not found in the documents."
+
+
+def wait(d, run_id, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st, _, body, js = d.request("GET", "/v1/runs/" + run_id, key=d.admin_key)
+        assert st == 200, body
+        if js["status"] in ("succeeded", "failed", "cancelled"):
+            return js
+        time.sleep(0.1)
+    raise AssertionError("run %s did not finish" % run_id)
+
+
+def ask(d, n, ep):
+    user = [t for t in ep["turns"] if t["role"] == "user"][-1]
+    coll = "q%d" % n
+    st, _, body, _ = d.request("POST", "/v1/collections", key=d.admin_key, json={"name": coll})
+    assert st in (200, 201), body
+    for title, text in user["docs"]:
+        st, _, body, _ = d.request("POST", "/v1/documents?collection=%s&title=%s" % (coll, urllib.parse.quote(title)),
+                                   key=d.admin_key, body=text.encode(), headers={"Content-Type": "text/plain"})
+        assert st in (200, 201), body
+    st, _, body, js = d.request("POST", "/v1/runs", key=d.admin_key, json={
+        "input": user["text"], "collections": [coll], "tools": ["calculator"], "memory": False})
+    assert st == 201, body
+    return wait(d, js["id"])
+
+
+def good(kind, ep, run):
+    answer = run.get("answer") or ""
+    if run["status"] != "succeeded":
+        return False
+    if kind == "notfound":
+        return answer.strip() == NOT_FOUND
+    if kind == "quote":
+        quote = ep["meta"]["quotes"][0][0]
+        retrieved = set()
+        for s in run["steps"]:
+            if s.get("kind") == "retrieval":
+                retrieved.update(str(c) for c in s["chunk_ids"])
+        cites = run.get("citations") or []
+        return quote in answer and bool(cites) and all(
+            str(c.get("chunk_id", c.get("chunk"))) in retrieved for c in cites)
+    calls = [s for s in run["steps"] if s.get("kind") == "tool_call" and s.get("tool") == "calculator"
+             and s.get("result", {}).get("ok")]
+    return bool(calls) and ep["meta"]["result"] in answer
+
+
+def test_held_out_questions(d):
+    rng = random.Random(4242)
+    n = 0
+    rates = {}
+    for kind, count in N.items():
+        ok = 0
+        for _ in range(count):
+            ep = gen.episode(rng, True, kind)
+            run = ask(d, n, ep)
+            n += 1
+            ok += good(kind, ep, run)
+        rates[kind] = ok / count
+    print("   held-out through the planner: %s" % json.dumps(rates))
+    for kind, floor in FLOOR.items():
+        assert rates[kind] >= floor, (kind, rates[kind], floor)
+
+
+if __name__ == "__main__":
+    harness.main(globals())
