@@ -145,12 +145,11 @@ TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, b
 				for (; r < s1; r++)                                                          \
 					TILEQ(TYPE, 1, 2);                                                   \
 			}                                                                                    \
-			for (; t0 < n_tok; t0++) {                                                           \
-				for (r = s0; r + 4 <= s1; r += 4)                                            \
-					TILEQ(TYPE, 4, 1);                                                   \
-				for (; r < s1; r++)                                                          \
+			/* one token: one row at a time, a single stream the prefetcher follows              \
+			 * (measured as fast or faster than four interleaved rows) */                        \
+			for (; t0 < n_tok; t0++)                                                             \
+				for (r = s0; r < s1; r++)                                                    \
 					TILEQ(TYPE, 1, 1);                                                   \
-			}                                                                                    \
 		}                                                                                            \
 	}
 
