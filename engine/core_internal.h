@@ -183,6 +183,9 @@ int engine_attention(engine_pool *pool, const engine_kernels *kern, size_t T, si
 /* Grows every attention layer's cache to hold at least need entries. */
 int engine_state_reserve(engine_state *s, uint64_t need);
 
+/* A little-endian 16-bit value (GGUF's halves and bfloats, block scales). */
+static inline uint16_t engine_rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
 /* Small math shared by both passes. */
 static inline float engine_silu(float x) { return x / (1.0f + expf(-x)); }
 static inline float engine_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }

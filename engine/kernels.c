@@ -47,8 +47,6 @@ static float dot_portable(const float *a, const float *b, size_t n)
 #endif
 }
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-
 static void row_to_f32_portable(const engine_weight *w, uint64_t row, float *out)
 {
 	const uint8_t *p = w->data + row * w->row_bytes;
@@ -57,15 +55,15 @@ static void row_to_f32_portable(const engine_weight *w, uint64_t row, float *out
 	case ENGINE_TYPE_F32: memcpy(out, p, n * sizeof(float)); break;
 	case ENGINE_TYPE_F16:
 		for (uint64_t i = 0; i < n; i++)
-			out[i] = engine_fp16_to_f32(rd16(p + 2 * i));
+			out[i] = engine_fp16_to_f32(engine_rd16(p + 2 * i));
 		break;
 	case ENGINE_TYPE_BF16:
 		for (uint64_t i = 0; i < n; i++)
-			out[i] = engine_bf16_to_f32(rd16(p + 2 * i));
+			out[i] = engine_bf16_to_f32(engine_rd16(p + 2 * i));
 		break;
 	case ENGINE_TYPE_Q8_0:
 		for (uint64_t b = 0; b < n / 32; b++, p += 34) {
-			float d = engine_fp16_to_f32(rd16(p));
+			float d = engine_fp16_to_f32(engine_rd16(p));
 			const int8_t *q = (const int8_t *)(p + 2);
 			for (int j = 0; j < 32; j++)
 				out[b * 32 + j] = (float)q[j] * d;
@@ -73,7 +71,7 @@ static void row_to_f32_portable(const engine_weight *w, uint64_t row, float *out
 		break;
 	case ENGINE_TYPE_Q4_0:
 		for (uint64_t b = 0; b < n / 32; b++, p += 18) {
-			float d = engine_fp16_to_f32(rd16(p));
+			float d = engine_fp16_to_f32(engine_rd16(p));
 			const uint8_t *q = p + 2;
 			for (int j = 0; j < 16; j++) {
 				out[b * 32 + j] = (float)((q[j] & 0xf) - 8) * d;
@@ -158,7 +156,7 @@ static float dot_f16(const uint8_t *p, const float *x, size_t n)
 	}
 	float tail = 0;
 	for (; i < n; i++)
-		tail += f16_table[rd16(p + 2 * i)] * x[i];
+		tail += f16_table[engine_rd16(p + 2 * i)] * x[i];
 	return hsum(a0, a1, a2, a3) + tail;
 }
 
@@ -174,7 +172,7 @@ static float dot_bf16(const uint8_t *p, const float *x, size_t n)
 	}
 	float tail = 0;
 	for (; i < n; i++)
-		tail += engine_bf16_to_f32(rd16(p + 2 * i)) * x[i];
+		tail += engine_bf16_to_f32(engine_rd16(p + 2 * i)) * x[i];
 	return hsum(a0, a1, a2, a3) + tail;
 }
 
@@ -198,7 +196,7 @@ static float dot_q8_0(const uint8_t *p, const float *x, size_t n)
 		s1 = _mm_add_ps(s1, _mm_mul_ps(q8x4(q + 20), _mm_loadu_ps(x + 20)));
 		s2 = _mm_add_ps(s2, _mm_mul_ps(q8x4(q + 24), _mm_loadu_ps(x + 24)));
 		s3 = _mm_add_ps(s3, _mm_mul_ps(q8x4(q + 28), _mm_loadu_ps(x + 28)));
-		__m128 d = _mm_set1_ps(f16_table[rd16(p)]);
+		__m128 d = _mm_set1_ps(f16_table[engine_rd16(p)]);
 		a0 = _mm_add_ps(a0, _mm_mul_ps(d, s0));
 		a1 = _mm_add_ps(a1, _mm_mul_ps(d, s1));
 		a2 = _mm_add_ps(a2, _mm_mul_ps(d, s2));
@@ -224,7 +222,7 @@ static float dot_q4_0(const uint8_t *p, const float *x, size_t n)
 		s2 = _mm_add_ps(s2, _mm_mul_ps(Q4(hi, 8), _mm_loadu_ps(x + 24)));
 		s3 = _mm_add_ps(s3, _mm_mul_ps(Q4(hi, 12), _mm_loadu_ps(x + 28)));
 #undef Q4
-		__m128 d = _mm_set1_ps(f16_table[rd16(p)]);
+		__m128 d = _mm_set1_ps(f16_table[engine_rd16(p)]);
 		a0 = _mm_add_ps(a0, _mm_mul_ps(d, s0));
 		a1 = _mm_add_ps(a1, _mm_mul_ps(d, s1));
 		a2 = _mm_add_ps(a2, _mm_mul_ps(d, s2));
@@ -271,7 +269,7 @@ static float dot_q8_0(const uint8_t *p, const float *x, size_t n)
 {
 	float acc[8] = {0};
 	for (size_t b = 0; b < n / 32; b++, p += 34, x += 32) {
-		float d = f16_table[rd16(p)], s[8] = {0};
+		float d = f16_table[engine_rd16(p)], s[8] = {0};
 		const int8_t *q = (const int8_t *)(p + 2);
 		for (int j = 0; j < 32; j += 8)
 			for (int k = 0; k < 8; k++)
@@ -286,7 +284,7 @@ static float dot_q4_0(const uint8_t *p, const float *x, size_t n)
 {
 	float acc[8] = {0};
 	for (size_t b = 0; b < n / 32; b++, p += 18, x += 32) {
-		float d = f16_table[rd16(p)], s[8] = {0};
+		float d = f16_table[engine_rd16(p)], s[8] = {0};
 		const uint8_t *q = p + 2;
 		for (int j = 0; j < 16; j += 8)
 			for (int k = 0; k < 8; k++)

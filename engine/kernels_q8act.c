@@ -10,8 +10,6 @@
 
 #include "engine/core_internal.h"
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-
 size_t engine_act_quant_sums(size_t n_tok, size_t n) { return n_tok * ((n / 32 + 1) / 2) * 16; }
 
 void engine_act_quant(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum)
@@ -48,7 +46,7 @@ static float block_ints(uint32_t type, const uint8_t *p, int *out)
 			out[j + 16] = (p[2 + j] >> 4) - 8;
 		}
 	}
-	return engine_fp16_to_f32(rd16(p));
+	return engine_fp16_to_f32(engine_rd16(p));
 }
 
 void engine_rows_q8_portable(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,

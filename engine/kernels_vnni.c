@@ -23,8 +23,6 @@
 #define TVNNI                                                                                                \
 	__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-
 /* One block's 32 weights as unsigned bytes, offset: Q8_0 + 128, Q4_0 + 8 (its
  * nibbles as stored). */
 TVNNI static inline __m256i block_u8(uint32_t type, const uint8_t *p)
@@ -61,8 +59,8 @@ TVNNI static inline void load_pair(uint32_t type, const uint8_t *p, size_t bb, b
 	}
 	__m256i hi = two ? block_u8(type, p + bb) : _mm256_setzero_si256();
 	*w = _mm512_inserti64x4(_mm512_castsi256_si512(block_u8(type, p)), hi, 1);
-	float d1 = two ? _cvtsh_ss(rd16(p + bb)) : 0.0f;
-	*d = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(rd16(p))), _mm256_set1_ps(d1), 1);
+	float d1 = two ? _cvtsh_ss(engine_rd16(p + bb)) : 0.0f;
+	*d = _mm512_insertf32x8(_mm512_set1_ps(_cvtsh_ss(engine_rd16(p))), _mm256_set1_ps(d1), 1);
 }
 
 /* Blocks b, b + 1 (TWO) or b alone of RB rows against TB tokens, into acc.

@@ -22,8 +22,6 @@
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define T256 __attribute__((target("avx2,fma,f16c")))
 
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-
 /* Scalar tails (float weights whose rows are not a multiple of 32 wide). */
 static float tail_dot(const engine_weight *w, const uint8_t *row, const float *x, size_t from, size_t n)
 {
@@ -33,9 +31,9 @@ static float tail_dot(const engine_weight *w, const uint8_t *row, const float *x
 		if (w->type == ENGINE_TYPE_F32)
 			memcpy(&v, row + 4 * i, 4);
 		else if (w->type == ENGINE_TYPE_F16)
-			v = engine_fp16_to_f32(rd16(row + 2 * i));
+			v = engine_fp16_to_f32(engine_rd16(row + 2 * i));
 		else
-			v = engine_bf16_to_f32(rd16(row + 2 * i));
+			v = engine_bf16_to_f32(engine_rd16(row + 2 * i));
 		s += v * x[i];
 	}
 	return s;
@@ -47,8 +45,8 @@ static void tail_to_f32(const engine_weight *w, uint64_t row, float *out, size_t
 	const uint8_t *q = w->data + row * w->row_bytes;
 	for (size_t i = from; i < (size_t)w->cols; i++)
 		out[i] = w->type == ENGINE_TYPE_F32   ? ((const float *)(const void *)q)[i]
-			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(rd16(q + 2 * i))
-						      : engine_bf16_to_f32(rd16(q + 2 * i));
+			 : w->type == ENGINE_TYPE_F16 ? engine_fp16_to_f32(engine_rd16(q + 2 * i))
+						      : engine_bf16_to_f32(engine_rd16(q + 2 * i));
 }
 
 static size_t block_bytes(uint32_t type)
@@ -85,7 +83,7 @@ T512 static inline void load512(uint32_t type, const uint8_t *p, __m512 *w0, __m
 			16));
 		break;
 	case ENGINE_TYPE_Q8_0: {
-		__m512 d = _mm512_set1_ps(_cvtsh_ss(rd16(p)));
+		__m512 d = _mm512_set1_ps(_cvtsh_ss(engine_rd16(p)));
 		__m128i a = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
 		__m128i b = _mm_loadu_si128((const __m128i *)(const void *)(p + 18));
 		*w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(a)), d);
@@ -93,7 +91,7 @@ T512 static inline void load512(uint32_t type, const uint8_t *p, __m512 *w0, __m
 		break;
 	}
 	default: { /* Q4_0: low nibbles are values 0..15, high nibbles 16..31, both offset by 8 */
-		__m512 d = _mm512_set1_ps(_cvtsh_ss(rd16(p)));
+		__m512 d = _mm512_set1_ps(_cvtsh_ss(engine_rd16(p)));
 		__m128i q = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
 		__m128i m4 = _mm_set1_epi8(0xf), eight = _mm_set1_epi8(8);
 		__m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);
@@ -374,7 +372,7 @@ T256 static inline void load256(uint32_t type, const uint8_t *p, __m256 w[4])
 						  16));
 		break;
 	case ENGINE_TYPE_Q8_0: {
-		__m256 d = _mm256_set1_ps(_cvtsh_ss(rd16(p)));
+		__m256 d = _mm256_set1_ps(_cvtsh_ss(engine_rd16(p)));
 		for (int k = 0; k < 4; k++)
 			w[k] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
 						     (const __m128i *)(const void *)(p + 2 + 8 * k)))),
@@ -382,7 +380,7 @@ T256 static inline void load256(uint32_t type, const uint8_t *p, __m256 w[4])
 		break;
 	}
 	default: {
-		__m256 d = _mm256_set1_ps(_cvtsh_ss(rd16(p)));
+		__m256 d = _mm256_set1_ps(_cvtsh_ss(engine_rd16(p)));
 		__m128i q = _mm_loadu_si128((const __m128i *)(const void *)(p + 2));
 		__m128i m4 = _mm_set1_epi8(0xf), eight = _mm_set1_epi8(8);
 		__m128i lo = _mm_sub_epi8(_mm_and_si128(q, m4), eight);

@@ -11,7 +11,7 @@
 
 #include "engine/core_internal.h"
 
-static inline float half_at(const uint8_t *p) { return engine_fp16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
+static inline float half_at(const uint8_t *p) { return engine_fp16_to_f32(engine_rd16(p)); }
 
 static inline void put_half(uint8_t *p, float f)
 {
