@@ -30,7 +30,8 @@ typedef struct agent {
 	agentd_run *run;
 	agentd_services *svc;
 	budget b;
-	json_t *documents; /* what the model was shown */
+	json_t *documents;   /* what the model was shown */
+	json_t *quote_texts; /* their texts: what the answer may quote */
 	json_t *messages;
 	json_t *tools; /* tool schemas offered, or NULL */
 	json_t *requirements;
@@ -123,9 +124,19 @@ static int retrieve(agent *a, const char *question)
 	if (rc)
 		return rc;
 	a->documents = hits;
-	json_t *ids = json_array();
 	size_t i;
 	json_t *h;
+	/* Quotes are checked against exactly these texts (agentd_answer_check), so a local model is
+	 * held to them while it writes: what it puts in quotes is copied, and cited where it is. */
+	if (json_array_size(hits) > 0 && (a->quote_texts = json_array()))
+		json_array_foreach(hits, i, h)
+		{
+			json_t *t = json_object_get(h, "text");
+			if (json_is_string(t) ? json_array_append(a->quote_texts, t)
+					      : json_array_append_new(a->quote_texts, json_string("")))
+				return ag_error_set(AG_ENOMEM, "out of memory listing the documents");
+		}
+	json_t *ids = json_array();
 	json_array_foreach(hits, i, h) json_array_append(ids, json_object_get(h, "chunk_id"));
 	agentd_run_emit(a->run, "run.step.completed",
 			json_pack("{s:s, s:s, s:o, s:I}", "kind", "retrieval", "query", question, "chunk_ids",
@@ -154,6 +165,7 @@ static int model_call(agent *a, agentd_gen_result *out)
 		.messages = a->messages,
 		.tools = a->tools,
 		.max_tokens = (int)budget_value(req, "max_answer_tokens", 512, 8192),
+		.quote_sources = a->quote_texts,
 		.temperature = 0,
 		.seed = 0,
 		.on_text = on_text,
@@ -470,6 +482,7 @@ int agentd_agent_execute(agentd_run *run, void *cls)
 	}
 	ag_buf_free(&a.final_answer);
 	json_decref(a.documents);
+	json_decref(a.quote_texts);
 	json_decref(a.messages);
 	json_decref(a.tools);
 	json_decref(a.requirements);

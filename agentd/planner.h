@@ -21,6 +21,10 @@ typedef struct agentd_gen_request {
 		messages; /* [{"role": system|user|assistant|tool, "content": "...", "tool_calls"?: [...]}] */
 	const json_t *tools; /* [{"type": "function", "function": {name, description, parameters}}] or NULL */
 	int max_tokens;
+	/* Texts the answer may quote (array of strings) or NULL: a local model's quotes are then
+	 * copied from them verbatim and cited with a marker naming one that holds the quote
+	 * (engine_chat_request.quote_sources). */
+	const json_t *quote_sources;
 	double temperature; /* 0: greedy */
 	uint64_t seed;
 	/* Called with each piece of answer text as it is generated; nonzero stops generation. May be NULL. */

@@ -119,6 +119,8 @@ static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *re
 		.messages = req->messages,
 		.tools = req->tools,
 		.max_tokens = req->max_tokens,
+		.quote_sources = req->quote_sources,
+		.quote_cite_required = req->quote_sources != NULL,
 		.temperature = (float)req->temperature,
 		.has_seed = true,
 		.seed = req->seed,

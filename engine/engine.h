@@ -521,6 +521,32 @@ int engine_grammar_mask(engine_grammar_matcher *m, const engine_grammar_vocab *v
 /* Sets logits of tokens outside the mask to -inf; returns how many stay allowed. */
 size_t engine_grammar_mask_apply(float *logits, const uint32_t *mask, size_t n_vocab);
 
+/* Verbatim quotes (grammar_quote.c): text an answer puts between double quotes must be
+ * copied from one of n sources (the documents it may quote), and a citation marker right
+ * after the closing quote (" [k]") may only name a source that holds the quote (source i
+ * is k = i + 1). cite_required: every closed quote must be followed by its marker. */
+typedef struct engine_quote_matcher engine_quote_matcher;
+
+int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sources, const size_t *lens,
+			     size_t n, bool cite_required);
+void engine_quote_matcher_free(engine_quote_matcher *q);
+/* Follows generated answer text (never fails: text that breaks the rule anyway leaves
+ * that quote unconstrained until it closes). */
+void engine_quote_matcher_feed(engine_quote_matcher *q, const void *bytes, size_t n);
+/* Back to outside any quote (e.g. after a tool call's own text). */
+void engine_quote_matcher_reset(engine_quote_matcher *q);
+/* Inside a quote or the marker after one. */
+bool engine_quote_matcher_inside(const engine_quote_matcher *q);
+/* Sets the bits of the tokens that may come next (all of v's tokens, special ones included). */
+int engine_quote_mask(engine_quote_matcher *q, const engine_grammar_vocab *v, uint32_t *mask);
+/* Inside a quote (not yet closed). */
+bool engine_quote_matcher_quoting(const engine_quote_matcher *q);
+/* Inside a quote: the ways it can go on to the end of a sentence (up to max, distinct), as
+ * texts[i] (lens[i] bytes, pointers into the matcher's copies of the sources) to write
+ * before the closing quote. */
+size_t engine_quote_matcher_completions(const engine_quote_matcher *q, const char **texts, size_t *lens,
+					size_t max);
+
 /* ================== end of grammar-constrained decoding ================== */
 
 /* ============ chat requests, and the remote backend (OpenAI-compatible) ============ */
@@ -532,9 +558,15 @@ typedef struct engine_chat_request {
 	const json_t *tool_choice;     /* "auto", "required", {"function": {"name"}} or NULL (auto) */
 	const json_t *response_format; /* {"type": "json_schema", ...} or NULL */
 	const json_t *stop;            /* a string or an array of strings, or NULL */
-	int max_tokens;                /* 0: the backend's default */
-	float temperature;             /* < 0: the backend's default */
-	float top_p;                   /* <= 0: the backend's default */
+	/* Verbatim quotes (the local backend; a remote one ignores them): the texts the answer
+	 * may quote, an array of strings, or NULL. Text the answer puts between double quotes is
+	 * then copied from one of them, and a marker " [k]" right after a quote names one that
+	 * holds it (the k-th, from 1); quote_cite_required: every quote is followed by one. */
+	const json_t *quote_sources;
+	bool quote_cite_required;
+	int max_tokens;    /* 0: the backend's default */
+	float temperature; /* < 0: the backend's default */
+	float top_p;       /* <= 0: the backend's default */
 	bool has_seed;
 	uint64_t seed;
 	/* Receives answer text as it is generated; nonzero stops the generation. May be NULL. */

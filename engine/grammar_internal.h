@@ -122,6 +122,25 @@ bool g_complete(const engine_grammar *g, const g_state *st);
 bool g_string_room(const engine_grammar *g, const g_state *st, uint32_t *room);
 static inline bool g_plain_byte(uint8_t c) { return c >= 0x20 && c < 0x7F && c != '"' && c != '\\'; }
 
+/* A vocabulary as a trie of its tokens' bytes in depth-first order (grammar_vocab.c); the
+ * verbatim-quote masker (grammar_quote.c) walks it too. Pieces longer than this are left out. */
+#define MAX_PIECE 255
+
+struct engine_grammar_vocab {
+	size_t n_vocab;
+	size_t n_nodes;
+	uint8_t *byte;      /* (n_nodes) the byte leading into the node */
+	uint8_t *depth;     /* (n_nodes) 1 + depth of the parent */
+	uint32_t *end;      /* (n_nodes) index just past the node's subtree */
+	uint32_t *tok_at;   /* (n_nodes) first of its tokens in toks */
+	uint32_t *tok_n;    /* (n_nodes) how many tokens end here */
+	int32_t *toks;      /* token ids, grouped by node */
+	uint32_t *tok_pre;  /* (n_nodes + 1) tokens held by nodes before this one */
+	uint8_t *plain;     /* (n_nodes) every byte in the subtree is plain string text */
+	uint8_t *sub_depth; /* (n_nodes) depth of the deepest node in the subtree */
+	uint32_t max_depth; /* longest piece */
+};
+
 /* For grammar_vocab.c: a matcher's state, grammar, and room for n walk states. */
 const g_state *g_matcher_state(const engine_grammar_matcher *m);
 const engine_grammar *g_matcher_grammar(const engine_grammar_matcher *m);

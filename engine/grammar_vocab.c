@@ -25,23 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PIECE 255
-
-struct engine_grammar_vocab {
-	size_t n_vocab;
-	size_t n_nodes;
-	uint8_t *byte;      /* (n_nodes) the byte leading into the node */
-	uint8_t *depth;     /* (n_nodes) 1 + depth of the parent */
-	uint32_t *end;      /* (n_nodes) index just past the node's subtree */
-	uint32_t *tok_at;   /* (n_nodes) first of its tokens in toks */
-	uint32_t *tok_n;    /* (n_nodes) how many tokens end here */
-	int32_t *toks;      /* token ids, grouped by node */
-	uint32_t *tok_pre;  /* (n_nodes + 1) tokens held by nodes before this one */
-	uint8_t *plain;     /* (n_nodes) every byte in the subtree is plain string text */
-	uint8_t *sub_depth; /* (n_nodes) depth of the deepest node in the subtree */
-	uint32_t max_depth; /* longest piece */
-};
-
 typedef struct entry {
 	const uint8_t *s;
 	uint32_t len;

@@ -348,7 +348,9 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	local_constraint con;
 	/* Feeding prompts goes one request at a time; decoding then joins the others. */
 	pthread_mutex_lock(&l->lock);
-	int rc = logits ? local_constraint_init(&con, l, req)
+	/* The ChatML generation prompt opens <think>: the answer starts after </think>. */
+	bool thinking = l->format == ENGINE_CHAT_CHATML && think;
+	int rc = logits ? local_constraint_init(&con, l, req, thinking)
 			: ag_error_set(AG_ENOMEM, "out of memory generating");
 	if (!rc)
 		rc = engine_sampler_new(&sampler, &sp);
@@ -363,8 +365,6 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	/* Special tokens the model writes (</think>, <tool_call>) are part of the text to parse;
 	 * one detokenizer for every token keeps characters split across tokens in order. */
 	engine_detok_init(&dt, l->tok, true);
-	/* The ChatML generation prompt opens <think>: the answer starts after </think>. */
-	bool thinking = l->format == ENGINE_CHAT_CHATML && think;
 	int max = req->max_tokens > 0 ? req->max_tokens : DEFAULT_MAX_TOKENS;
 	int n = 0;
 	const char *reason = "length";
@@ -402,6 +402,10 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 			break;
 		}
 		rc = engine_batcher_decode(l->batcher, s, tok, logits);
+		if (!rc && con.select_pending) {
+			con.select_pending = false;
+			rc = local_quote_select(l, s, logits, &con);
+		}
 	}
 	engine_batcher_leave(l->batcher);
 	if (!rc) {

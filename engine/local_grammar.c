@@ -70,7 +70,29 @@ bool local_constraint_from_start(const engine_chat_request *req)
 	       (rf_type && (strcmp(rf_type, "json_schema") == 0 || strcmp(rf_type, "json_object") == 0));
 }
 
-int local_constraint_init(local_constraint *c, engine_local *l, const engine_chat_request *req)
+/* The verbatim-quote matcher over the request's quote_sources. */
+static int quote_init(local_constraint *c, const engine_chat_request *req, bool thinking)
+{
+	size_t n = json_array_size(req->quote_sources);
+	const char **texts = ag_calloc(n, sizeof *texts);
+	size_t *lens = ag_calloc(n, sizeof *lens);
+	int rc = texts && lens ? 0 : ag_error_set(AG_ENOMEM, "out of memory for quote sources");
+	for (size_t i = 0; i < n && !rc; i++) {
+		const json_t *t = json_array_get(req->quote_sources, i);
+		if (!json_is_string(t))
+			rc = ag_error_set(AG_EINVAL, "quote_sources[%zu] is not a string", i);
+		texts[i] = json_string_value(t);
+		lens[i] = json_string_length(t);
+	}
+	if (!rc)
+		rc = engine_quote_matcher_new(&c->quote, texts, lens, n, req->quote_cite_required);
+	c->quote_wait_think = thinking;
+	ag_free(texts);
+	ag_free(lens);
+	return rc;
+}
+
+int local_constraint_init(local_constraint *c, engine_local *l, const engine_chat_request *req, bool thinking)
 {
 	memset(c, 0, sizeof *c);
 	c->l = l;
@@ -89,9 +111,12 @@ int local_constraint_init(local_constraint *c, engine_local *l, const engine_cha
 	else if (rf_type && strcmp(rf_type, "json_object") == 0)
 		schema = object_schema = json_pack("{s:s}", "type", "object");
 	bool want_calls = has_tools && !forced && !schema && l->format == ENGINE_CHAT_CHATML;
-	if (!forced && !schema && !want_calls)
+	bool want_quotes = json_array_size(req->quote_sources) > 0 && !forced && !schema;
+	if (!forced && !schema && !want_calls && !want_quotes)
 		return 0;
 	int rc = ensure_vocab(l);
+	if (!rc && want_quotes)
+		rc = quote_init(c, req, thinking);
 	if (rc)
 		goto done;
 	if (forced) {
@@ -122,7 +147,7 @@ int local_constraint_init(local_constraint *c, engine_local *l, const engine_cha
 		rc = engine_grammar_matcher_new(&c->m, c->answer);
 		c->ends = l->eog;
 		c->n_ends = l->n_eog;
-	} else {
+	} else if (want_calls) {
 		/* Auto: a tool schema the grammar cannot take leaves calls unconstrained, as before. */
 		c->calls_text = !specials;
 		c->ends = specials ? &c->tc_close : NULL;
@@ -147,6 +172,8 @@ void local_constraint_free(local_constraint *c)
 	engine_grammar_matcher_free(c->m);
 	engine_grammar_free(c->answer);
 	engine_grammar_free(c->calls);
+	engine_quote_matcher_free(c->quote);
+	ag_free(c->forced);
 	ag_free(c->mask);
 	ag_buf_free(&c->piece);
 	memset(c, 0, sizeof *c);
@@ -181,11 +208,17 @@ int local_constraint_mask(local_constraint *c, float *logits, size_t n_vocab, bo
 		allow_only(logits, n_vocab, c->l->eog, c->l->n_eog, none);
 		return 0;
 	}
-	if (!c->m)
+	if (c->forced_at < c->n_forced) {
+		allow_only(logits, n_vocab, &c->forced[c->forced_at], 1, none);
+		return 0;
+	}
+	bool quotes = !c->m && c->quote && !c->quote_wait_think;
+	if (!c->m && !quotes)
 		return 0;
 	if (engine_grammar_vocab_size(c->l->gvocab) != n_vocab)
 		return ag_error_set(AG_ECORRUPT, "grammar: vocabulary and logits differ in size");
-	int rc = engine_grammar_mask(c->m, c->l->gvocab, c->ends, c->n_ends, c->mask);
+	int rc = quotes ? engine_quote_mask(c->quote, c->l->gvocab, c->mask)
+			: engine_grammar_mask(c->m, c->l->gvocab, c->ends, c->n_ends, c->mask);
 	if (!rc)
 		*none = engine_grammar_mask_apply(logits, c->mask, n_vocab) == 0;
 	return rc;
@@ -201,7 +234,7 @@ static void release(local_constraint *c)
 		c->only_eog = true;
 }
 
-int local_constraint_accept(local_constraint *c, int32_t tok, const char *text, size_t len)
+static int grammar_accept(local_constraint *c, int32_t tok, const char *text, size_t len)
 {
 	if (c->force >= 0 && tok == c->force) {
 		c->force = -1;
@@ -252,4 +285,37 @@ int local_constraint_accept(local_constraint *c, int32_t tok, const char *text, 
 	}
 	c->text_mode = true;
 	return 0;
+}
+
+/* Feeds the quote matcher the answer text that came with this token: none while the model
+ * reasons, and a tool call's own text (its JSON has quotes of its own) resets it. */
+static void quote_follow(local_constraint *c, bool was_in_call, const char *text, size_t len)
+{
+	if (c->quote_wait_think) {
+		static const char tag[] = "</think>";
+		size_t back = sizeof tag - 2, from = c->quote_fed > back ? c->quote_fed - back : 0;
+		const char *end = from < len ? memmem(text + from, len - from, tag, sizeof tag - 1) : NULL;
+		c->quote_fed = end ? (size_t)(end - text) + sizeof tag - 1 : len;
+		if (!end)
+			return;
+		c->quote_wait_think = false;
+	}
+	bool quoting = engine_quote_matcher_quoting(c->quote);
+	if (was_in_call || c->m)
+		engine_quote_matcher_reset(c->quote);
+	else if (len > c->quote_fed)
+		engine_quote_matcher_feed(c->quote, text + c->quote_fed, len - c->quote_fed);
+	c->quote_fed = len;
+	c->select_pending = !quoting && engine_quote_matcher_quoting(c->quote) && c->forced_at >= c->n_forced;
+}
+
+int local_constraint_accept(local_constraint *c, int32_t tok, const char *text, size_t len)
+{
+	bool in_call = c->m != NULL;
+	if (c->forced_at < c->n_forced)
+		c->forced_at = tok == c->forced[c->forced_at] ? c->forced_at + 1 : c->n_forced;
+	int rc = grammar_accept(c, tok, text, len);
+	if (!rc && c->quote)
+		quote_follow(c, in_call, text, len);
+	return rc;
 }

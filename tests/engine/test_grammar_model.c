@@ -473,7 +473,7 @@ static void test_local_glue(void **state)
 
 	/* tool_choice auto: free text until the model opens a call, then the call's grammar. */
 	assert_false(local_constraint_from_start(&req));
-	assert_int_equal(local_constraint_init(&c, &l, &req), 0);
+	assert_int_equal(local_constraint_init(&c, &l, &req, false), 0);
 	masked(&c, allowed, sizeof allowed);
 	assert_string_equal(allowed,
 			    "<unk>|<s>|</s>|<|im_end|>|<tool_call>|</tool_call>|{|}|\"|name|arguments|:| "
@@ -501,7 +501,7 @@ static void test_local_glue(void **state)
 	json_t *required = json_string("required");
 	req.tool_choice = required;
 	assert_true(local_constraint_from_start(&req));
-	assert_int_equal(local_constraint_init(&c, &l, &req), 0);
+	assert_int_equal(local_constraint_init(&c, &l, &req, false), 0);
 	masked(&c, allowed, sizeof allowed);
 	assert_string_equal(allowed, "<tool_call>");
 	assert_int_equal(local_constraint_accept(&c, T_OPEN, "", 0), 0);
@@ -514,7 +514,7 @@ static void test_local_glue(void **state)
 	/* A named function that is not offered is the caller's error. */
 	json_t *named = json_pack("{s:s, s:{s:s}}", "type", "function", "function", "name", "nope");
 	req.tool_choice = named;
-	assert_int_equal(local_constraint_init(&c, &l, &req), AG_EINVAL);
+	assert_int_equal(local_constraint_init(&c, &l, &req, false), AG_EINVAL);
 	assert_non_null(strstr(ag_error_last(), "nope"));
 
 	/* response_format: the answer from its first token, then only the end. */
@@ -522,7 +522,7 @@ static void test_local_glue(void **state)
 				0, NULL);
 	engine_chat_request r2 = {.response_format = rf};
 	assert_true(local_constraint_from_start(&r2));
-	assert_int_equal(local_constraint_init(&c, &l, &r2), 0);
+	assert_int_equal(local_constraint_init(&c, &l, &r2, false), 0);
 	masked(&c, allowed, sizeof allowed);
 	assert_string_equal(allowed, "1");
 	assert_int_equal(local_constraint_accept(&c, glue_id("1"), "1", 1), 0);
@@ -536,6 +536,89 @@ static void test_local_glue(void **state)
 	json_decref(rf);
 	json_decref(named);
 	json_decref(required);
+	json_decref(tools);
+	engine_grammar_vocab_free(l.gvocab);
+	engine_tokenizer_free(l.tok);
+}
+
+/* Verbatim quotes through the glue: nothing while the model reasons, the quote and its
+ * marker in the answer, a tool call's JSON quotes left alone. */
+static void test_local_glue_quotes(void **state)
+{
+	(void)state;
+	float scores[N_GLUE] = {0};
+	int32_t types[N_GLUE];
+	for (size_t i = 0; i < N_GLUE; i++)
+		types[i] = i < T_OPEN          ? ENGINE_TOKEN_CONTROL
+			   : i < T_FIRST_PIECE ? ENGINE_TOKEN_USER_DEFINED
+					       : ENGINE_TOKEN_NORMAL;
+	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
+	engine_vocab_desc d;
+	engine_vocab_desc_init(&d);
+	d.model = "llama";
+	d.tokens = glue_tokens;
+	d.scores = scores;
+	d.types = types;
+	d.n_tokens = N_GLUE;
+	d.unk_id = T_UNK;
+	d.bos_id = T_BOS;
+	d.eos_id = T_EOS;
+	d.add_space_prefix = false;
+	engine_local l;
+	memset(&l, 0, sizeof l);
+	assert_int_equal(engine_tokenizer_create(&l.tok, &d), 0);
+	l.format = ENGINE_CHAT_CHATML;
+	json_t *tools = json_loads(
+		"[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
+		"\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
+		0, NULL);
+	json_t *sources = json_pack("[s]", "hi x");
+	engine_chat_request req = {.tools = tools, .quote_sources = sources};
+	local_constraint c;
+	char allowed[512];
+	const char *all = "<unk>|<s>|</s>|<|im_end|>|<tool_call>|</tool_call>|{|}|\"|name|arguments|:| "
+			  "|,|calc|x|1|\n|hi";
+	assert_int_equal(local_constraint_init(&c, &l, &req, true), 0);
+	ag_buf text = AG_BUF_INIT;
+	struct {
+		int32_t id;
+		const char *piece;  /* the text the token adds */
+		const char *before; /* allowed before it */
+	} steps[] = {
+		{8, "\"", all},               /* reasoning: free, quotes too */
+		{17, "\n</think>\n", all},    /* (the tag as text: the answer starts after it) */
+		{8, "\"", all},               /* a quote may open */
+		{18, "hi", " |x|hi"},         /* the source's text only, no end */
+		{8, "\"", "\"| "},            /* close, or go on with the source */
+		{13, ",", all},               /* the marker is optional here */
+		{T_OPEN, "<tool_call>", all}, /* a call: its grammar, its JSON quotes */
+		{17, "\n", "{|\n"},
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		masked(&c, allowed, sizeof allowed);
+		if (strcmp(allowed, steps[i].before) != 0)
+			fail_msg("step %zu: allowed %s, expected %s", i, allowed, steps[i].before);
+		ag_buf_puts(&text, steps[i].piece);
+		assert_int_equal(local_constraint_accept(&c, steps[i].id, text.data, text.len), 0);
+	}
+	const char *call[] = {"{",  "\"", "name", "\"", ":", "\"", "calc", "\"", ",", "\"", "arguments",
+			      "\"", ":",  "{",    "\"", "x", "\"", ":",    "1",  "}", "}",  NULL};
+	for (size_t i = 0; call[i]; i++) {
+		masked(&c, allowed, sizeof allowed);
+		ag_buf_puts(&text, call[i]);
+		assert_int_equal(local_constraint_accept(&c, glue_id(call[i]), text.data, text.len), 0);
+	}
+	ag_buf_puts(&text, "</tool_call>");
+	assert_int_equal(local_constraint_accept(&c, T_CLOSE, text.data, text.len), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, all); /* outside any quote again */
+	ag_buf_puts(&text, "\"");
+	assert_int_equal(local_constraint_accept(&c, 8, text.data, text.len), 0);
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, " |x|hi");
+	local_constraint_free(&c);
+	ag_buf_free(&text);
+	json_decref(sources);
 	json_decref(tools);
 	engine_grammar_vocab_free(l.gvocab);
 	engine_tokenizer_free(l.tok);
@@ -573,7 +656,7 @@ static void test_local_glue_text_tags(void **state)
 	engine_chat_request req = {.tools = tools};
 	local_constraint c;
 	char allowed[512];
-	assert_int_equal(local_constraint_init(&c, &l, &req), 0);
+	assert_int_equal(local_constraint_init(&c, &l, &req, false), 0);
 	ag_buf text = AG_BUF_INIT;
 	const char *seq[] = {"hi", "<tool_call>",  "\n", "{",  "\"", "name",      "\"", ":",
 			     "\"", "calc",         "\"", ",",  "\"", "arguments", "\"", ":",
@@ -616,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_local_backend_constrained),
 		cmocka_unit_test(test_local_glue),
 		cmocka_unit_test(test_local_glue_text_tags),
+		cmocka_unit_test(test_local_glue_quotes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,8 +12,10 @@ earlier question into the next, which this small model cannot see past.
 The floors sit one question under what the shipped model measured here (printed
 by the test), so a change to the planner, the prompt, the engine or the model that
 costs more than one answer of a kind fails. Greedy decoding and bit-identical batching make the runs reproducible.
-Quoted answers have no floor: the shipped model gets none of them right yet
-(models/EVAL.md); the test still scores and prints them."""
+Quoted answers went from 0/10 to 2/10 when the engine began holding quotes to the
+retrieved texts and choosing them by whole sentences (engine/grammar_quote.c,
+engine/local_select.c); the rest of them the model answers "not found" or quotes
+the wrong sentence."""
 import json
 import os
 import random
@@ -27,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import gen  # noqa: E402
 
 N = {"calc_plain": 10, "notfound": 10, "quote": 10}
-FLOOR = {"calc_plain": 0.5, "notfound": 0.2}  # measured: 0.6 and 0.3
+FLOOR = {"calc_plain": 0.6, "notfound": 0.2, "quote": 0.1}  # measured: 0.7, 0.3, 0.2
 NOT_FOUND = "Not found in the documents."
 
 
@@ -92,6 +94,49 @@ def test_held_out_questions(d):
     print("   held-out through the planner: %s" % json.dumps(rates))
     for kind, floor in FLOOR.items():
         assert rates[kind] >= floor, (kind, rates[kind], floor)
+
+
+# Documents a user might attach and ask about at once, as with `make run` (per-user memory on,
+# the default; a new user each, so no earlier answer shows the model the way): an answer that
+# counts quotes the document's sentence and cites the chunk that holds it. Measured: 3 of 4 (the
+# hotel question is answered "not found"; asked after the other three by the same user, 4 of 4).
+ATTACHED = [
+    ("The Quantum router costs $310. It ships with a two-year warranty.",
+     "How much does the Quantum router cost?", "The Quantum router costs $310."),
+    ("The Falcon desk lamp is sold for $49. It ships within two weeks.",
+     "How much is the Falcon desk lamp?", "The Falcon desk lamp is sold for $49."),
+    ("Employees receive 25 days of paid leave per year. Requests go to the HR team.",
+     "How many days of paid leave do employees get?", "Employees receive 25 days of paid leave per year."),
+    ("Travel policy. Hotel stays in Oslo are capped at $210 per night. Flights must be booked in economy.",
+     "What is the hotel cap in Oslo?", "Hotel stays in Oslo are capped at $210 per night."),
+]
+
+
+def test_just_attached_documents_are_quoted_with_citations(d):
+    good_answers = 0
+    for i, (doc, question, sentence) in enumerate(ATTACHED):
+        coll = "attached%d" % i
+        st, _, body, _ = d.request("POST", "/v1/collections", key=d.admin_key, json={"name": coll})
+        assert st in (200, 201), body
+        st, _, body, js = d.request("POST", "/v1/documents?collection=%s&title=doc" % coll, key=d.admin_key,
+                                    body=doc.encode(), headers={"Content-Type": "text/plain"})
+        assert st in (200, 201), body
+        chunk_ids = set()
+        st, _, body, js = d.request("POST", "/v1/runs", key=d.admin_key,
+                                    json={"input": question, "collections": [coll], "user": "u%d" % i})
+        assert st == 201, body
+        run = wait(d, js["id"])
+        for s in run["steps"]:
+            if s.get("kind") == "retrieval":
+                chunk_ids.update(str(c) for c in s["chunk_ids"])
+        answer = run.get("answer") or ""
+        cites = run.get("citations") or []
+        ok = (run["status"] == "succeeded" and '"%s"' % sentence in answer and bool(cites)
+              and all(str(c.get("chunk_id")) in chunk_ids for c in cites)
+              and any(sentence in (c.get("quote") or "") for c in cites))
+        print("   %s -> %r (%s)" % (question, answer, "quoted and cited" if ok else "no"))
+        good_answers += ok
+    assert good_answers >= 3, good_answers
 
 
 if __name__ == "__main__":

@@ -1,0 +1,180 @@
+/*
+ * Choosing what a quote says by whole sentences. Token by token, a small model
+ * that opens a quote must commit to a sentence on its first word or two, and
+ * "The ..." opens half the sentences of a document: greedy decoding then often
+ * copies the wrong one faithfully. Here, as soon as a quote opens, every way it
+ * can go on to the end of a sentence of the sources (the verbatim-quote
+ * matcher's completions) is scored by the model itself: the log-probability of
+ * its tokens and of the closing quote, on forks of the sequence's state,
+ * advanced together in batched passes. The best is then forced token by token,
+ * so the answer quotes the sentence the model finds likeliest as a whole.
+ */
+#include "engine/grammar_internal.h"
+#include "engine/local_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_CANDIDATES 48
+#define MAX_TOKENS     96 /* longer sentences are not offered whole */
+#define PASS           16 /* forks advanced per batched pass */
+
+typedef struct candidate {
+	int32_t *toks;
+	size_t n;
+	double logp;
+	engine_state *fork;
+} candidate;
+
+static double log_prob(const float *logits, size_t n_vocab, int32_t tok)
+{
+	float m = logits[0];
+	for (size_t i = 1; i < n_vocab; i++)
+		if (logits[i] > m)
+			m = logits[i];
+	double sum = 0;
+	for (size_t i = 0; i < n_vocab; i++)
+		sum += exp((double)(logits[i] - m));
+	return (double)(logits[tok] - m) - log(sum);
+}
+
+/* Longest pieces first, along the vocabulary's trie: for a vocabulary whose tokenizer puts
+ * a space before what it tokenizes, where the text goes on from the middle of a line. */
+static int munch(const engine_grammar_vocab *v, const char *text, size_t len, candidate *c)
+{
+	c->toks = ag_malloc((len ? len : 1) * sizeof *c->toks);
+	if (!c->toks)
+		return ag_error_set(AG_ENOMEM, "out of memory choosing a quote");
+	c->n = 0;
+	for (size_t at = 0; at < len;) {
+		size_t node = SIZE_MAX, best = SIZE_MAX, best_len = 0, first = 0, end = v->n_nodes;
+		for (size_t k = at; k < len; k++) {
+			size_t j = first;
+			while (j < end && v->byte[j] != (uint8_t)text[k])
+				j = v->end[j];
+			if (j >= end)
+				break;
+			node = j;
+			if (v->tok_n[node]) {
+				best = node;
+				best_len = k - at + 1;
+			}
+			first = node + 1;
+			end = v->end[node];
+		}
+		if (best == SIZE_MAX) { /* a byte no token spells */
+			ag_free(c->toks);
+			c->toks = NULL;
+			c->n = 0;
+			return 0;
+		}
+		c->toks[c->n++] = v->toks[v->tok_at[best]];
+		at += best_len;
+	}
+	return 0;
+}
+
+/* The tokens of text + '"': the tokenizer's, if they spell exactly that, else the longest
+ * pieces. */
+static int tokens_of(engine_local *l, const char *text, size_t len, ag_buf *scratch, candidate *c)
+{
+	ag_buf_clear(scratch);
+	int rc = ag_buf_append(scratch, text, len);
+	if (!rc)
+		rc = ag_buf_putc(scratch, '"');
+	if (!rc)
+		rc = engine_tokenize(l->tok, scratch->data, scratch->len, false, false, &c->toks, &c->n);
+	if (rc)
+		return rc;
+	ag_buf piece = AG_BUF_INIT;
+	for (size_t i = 0; i < c->n && !rc; i++)
+		rc = engine_token_piece(l->tok, c->toks[i], false, &piece);
+	bool exact = !rc && piece.len == scratch->len && memcmp(piece.data, scratch->data, piece.len) == 0;
+	ag_buf_free(&piece);
+	if (!rc && !exact) {
+		ag_free(c->toks);
+		rc = munch(l->gvocab, scratch->data, scratch->len, c);
+	}
+	if (!rc && c->n > MAX_TOKENS) {
+		ag_free(c->toks);
+		c->toks = NULL;
+		c->n = 0;
+	}
+	return rc;
+}
+
+int local_quote_tokens(engine_local *l, const char *text, size_t len, int32_t **toks, size_t *n)
+{
+	candidate c = {0};
+	ag_buf scratch = AG_BUF_INIT;
+	int rc = tokens_of(l, text, len, &scratch, &c);
+	ag_buf_free(&scratch);
+	*toks = c.toks;
+	*n = c.n;
+	return rc;
+}
+
+int local_quote_select(engine_local *l, engine_state *s, const float *logits, local_constraint *c)
+{
+	const char *texts[MAX_CANDIDATES];
+	size_t lens[MAX_CANDIDATES];
+	size_t n = engine_quote_matcher_completions(c->quote, texts, lens, MAX_CANDIDATES);
+	if (n < 2)
+		return 0; /* one way on (or none): the mask alone leads there */
+	size_t n_vocab = engine_model_config(l->model)->n_vocab;
+	candidate cand[MAX_CANDIDATES];
+	memset(cand, 0, sizeof cand);
+	ag_buf scratch = AG_BUF_INIT;
+	float *rows = ag_malloc(PASS * n_vocab * sizeof *rows);
+	int rc = rows ? 0 : ag_error_set(AG_ENOMEM, "out of memory choosing a quote");
+	size_t longest = 0;
+	for (size_t i = 0; i < n && !rc; i++) {
+		if ((rc = tokens_of(l, texts[i], lens[i], &scratch, &cand[i])) || !cand[i].n)
+			continue;
+		cand[i].logp = log_prob(logits, n_vocab, cand[i].toks[0]);
+		if (cand[i].n > 1)
+			rc = engine_state_fork(&cand[i].fork, s);
+		if (cand[i].n > longest)
+			longest = cand[i].n;
+	}
+	/* Step j feeds each fork its token j and scores its token j + 1. */
+	for (size_t j = 0; j + 1 < longest && !rc; j++) {
+		engine_state *batch[PASS];
+		int32_t toks[PASS];
+		size_t who[PASS], nb = 0;
+		for (size_t i = 0; i <= n && !rc; i++) {
+			if (i < n && cand[i].fork && cand[i].n > j + 1) {
+				batch[nb] = cand[i].fork;
+				toks[nb] = cand[i].toks[j];
+				who[nb++] = i;
+			}
+			if (nb == PASS || (i == n && nb)) {
+				rc = engine_decode_batch(l->model, batch, toks, nb, rows);
+				for (size_t b = 0; b < nb && !rc; b++) {
+					candidate *k = &cand[who[b]];
+					k->logp += log_prob(rows + b * n_vocab, n_vocab, k->toks[j + 1]);
+				}
+				nb = 0;
+			}
+		}
+	}
+	size_t best = n;
+	for (size_t i = 0; i < n && !rc; i++)
+		if (cand[i].n &&
+		    (best == n || cand[i].logp / (double)cand[i].n > cand[best].logp / (double)cand[best].n))
+			best = i;
+	if (!rc && best < n) {
+		ag_free(c->forced);
+		c->forced = cand[best].toks;
+		c->n_forced = cand[best].n;
+		c->forced_at = 0;
+		cand[best].toks = NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ag_free(cand[i].toks);
+		engine_state_free(cand[i].fork);
+	}
+	ag_free(rows);
+	ag_buf_free(&scratch);
+	return rc;
+}

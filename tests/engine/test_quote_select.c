@@ -1,0 +1,160 @@
+/* Whole-sentence quote selection (engine/local_select.c) on a random model: when a quote
+ * opens, the sentence forced is the one whose tokens (and closing quote) have the highest
+ * mean log-probability, scored here one token at a time on a plain fork of the state. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/local_internal.h"
+
+static const char *const sentences[] = {"Alpha beta gamma.", "Delta epsilon zeta eta.", "Theta iota.",
+					"Kappa lambda mu nu xi."};
+
+static double log_softmax_at(const float *logits, size_t n, int32_t tok)
+{
+	double m = logits[0], sum = 0;
+	for (size_t i = 1; i < n; i++)
+		if (logits[i] > m)
+			m = logits[i];
+	for (size_t i = 0; i < n; i++)
+		sum += exp(logits[i] - m);
+	return logits[tok] - m - log(sum);
+}
+
+/* Mean log-probability of toks from state s (whose next-token logits are first), one decode at a time. */
+static double mean_logp(engine_model *m, const engine_state *s, const float *first, const int32_t *toks,
+			size_t n)
+{
+	size_t nv = engine_model_config(m)->n_vocab;
+	float *logits = malloc(nv * sizeof *logits);
+	memcpy(logits, first, nv * sizeof *logits);
+	engine_state *f;
+	assert_int_equal(engine_state_fork(&f, s), 0);
+	double sum = 0;
+	for (size_t i = 0; i < n; i++) {
+		sum += log_softmax_at(logits, nv, toks[i]);
+		if (i + 1 < n)
+			assert_int_equal(engine_decode(m, f, toks[i], logits), 0);
+	}
+	engine_state_free(f);
+	free(logits);
+	return sum / (double)n;
+}
+
+static void test_forces_the_likeliest_sentence(void **state)
+{
+	(void)state;
+	char path[512];
+	const char *dir = getenv("TEST_TMPDIR");
+	snprintf(path, sizeof path, "%s/quote-select.gguf", dir ? dir : "/tmp");
+	engine_jamba_random p;
+	engine_jamba_random_init(&p);
+	p.seed = 5;
+	assert_int_equal(engine_jamba_random_write(&p, path), 0);
+	engine_local *l;
+	assert_int_equal(engine_local_open(&l, path, 1), 0);
+	engine_model *m = engine_local_model(l);
+	size_t nv = engine_model_config(m)->n_vocab;
+
+	char doc0[128], doc1[128];
+	snprintf(doc0, sizeof doc0, "%s %s", sentences[0], sentences[1]);
+	snprintf(doc1, sizeof doc1, "%s\n%s", sentences[2], sentences[3]);
+	json_t *sources = json_pack("[s, s]", doc0, doc1);
+	engine_chat_request req = {.quote_sources = sources, .quote_cite_required = true};
+	local_constraint c;
+	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
+
+	/* Several prompts, so the choice is not the same sentence by luck of one. */
+	int chosen[4] = {0};
+	for (int trial = 0; trial < 6; trial++) {
+		char prompt[64];
+		snprintf(prompt, sizeof prompt, "Question %d: which one? Answer: \"", trial * 7);
+		int32_t *toks;
+		size_t n;
+		assert_int_equal(engine_tokenize(engine_local_tokenizer(l), prompt, strlen(prompt), true,
+						 false, &toks, &n),
+				 0);
+		engine_state *s;
+		assert_int_equal(engine_state_new(&s, m), 0);
+		float *logits = malloc(nv * sizeof *logits);
+		assert_int_equal(engine_prefill(m, s, toks, n, logits), 0);
+		engine_quote_matcher_reset(c.quote);
+		c.quote_fed = 0;
+		/* The model opened the quote (the prompt's last character stands for it). */
+		assert_int_equal(local_constraint_accept(&c, toks[n - 1], "\"", 1), 0);
+		assert_true(c.select_pending);
+		c.select_pending = false;
+		assert_int_equal(local_quote_select(l, s, logits, &c), 0);
+		assert_non_null(c.forced);
+		char *text;
+		size_t len;
+		assert_int_equal(engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false,
+						   &text, &len),
+				 0);
+		/* A whole sentence of a source, then the closing quote. */
+		int which = -1;
+		for (int k = 0; k < 4; k++) {
+			char want[64];
+			snprintf(want, sizeof want, "%s\"", sentences[k]);
+			if (strcmp(text, want) == 0 || (text[0] == ' ' && strcmp(text + 1, want) == 0))
+				which = k;
+		}
+		if (which < 0)
+			fail_msg("forced text is no sentence: '%s'", text);
+		chosen[which]++;
+		/* The likeliest by the definition: each sentence scored alone, one decode at a time. */
+		double best = -INFINITY, got = mean_logp(m, s, logits, c.forced, c.n_forced);
+		for (int k = 0; k < 4; k++) {
+			int32_t *st;
+			size_t sn;
+			assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]), &st, &sn),
+					 0);
+			assert_non_null(st);
+			double lp = mean_logp(m, s, logits, st, sn);
+			if (lp > best)
+				best = lp;
+			ag_free(st);
+		}
+		assert_true(got >= best - 1e-9);
+		/* Forced one by one: the mask allows exactly the next forced token. */
+		float *lg = malloc(nv * sizeof *lg);
+		for (size_t i = 0; i < nv; i++)
+			lg[i] = 0;
+		bool none;
+		assert_int_equal(local_constraint_mask(&c, lg, nv, &none), 0);
+		size_t finite = 0;
+		for (size_t i = 0; i < nv; i++)
+			finite += isfinite(lg[i]) != 0;
+		assert_int_equal(finite, 1);
+		assert_true(isfinite(lg[c.forced[0]]));
+		free(lg);
+		ag_free(text);
+		ag_free(c.forced);
+		c.forced = NULL;
+		c.n_forced = c.forced_at = 0;
+		ag_free(toks);
+		free(logits);
+		engine_state_free(s);
+	}
+	print_message("sentences chosen over 6 prompts: %d %d %d %d\n", chosen[0], chosen[1], chosen[2],
+		      chosen[3]);
+	local_constraint_free(&c);
+	json_decref(sources);
+	engine_local_free(l);
+	remove(path);
+}
+
+int main(void)
+{
+	ag_alloc_init();
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_forces_the_likeliest_sentence),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
