@@ -234,18 +234,23 @@ static int add_problem(json_t *problems, const char *fmt, ...)
 	return rc;
 }
 
-static long count_words(const char *s)
+/* A quote of this many words or more must be cited. */
+#define QUOTE_WORDS_TO_CITE 3
+
+static long words_in(const char *s, size_t n)
 {
-	long n = 0;
+	long words = 0;
 	bool in = false;
-	for (; *s; s++) {
-		bool sp = isspace((unsigned char)*s);
+	for (size_t i = 0; i < n; i++) {
+		bool sp = isspace((unsigned char)s[i]);
 		if (!sp && !in)
-			n++;
+			words++;
 		in = !sp;
 	}
-	return n;
+	return words;
 }
+
+static long count_words(const char *s) { return words_in(s, strlen(s)); }
 
 int agentd_answer_check(const char *answer, const json_t *documents, const json_t *requirements,
 			json_t **citations_out, json_t **problems_out)
@@ -294,6 +299,20 @@ int agentd_answer_check(const char *answer, const json_t *documents, const json_
 				}
 			}
 			p = after;
+			continue;
+		}
+		if (ol) {
+			/* A quote without its marker, or never closed, passes for the documents' words
+			 * without naming one; a short one ("the "Express" option") is only emphasis. */
+			const char *quote = p + ol;
+			size_t qlen = close ? (size_t)(close - quote) : strlen(quote);
+			if (words_in(quote, qlen) >= QUOTE_WORDS_TO_CITE)
+				rc = add_problem(
+					problems,
+					close ? "the quote \"%.*s\" has no citation marker [n] after it"
+					      : "the quote \"%.*s\" is never closed",
+					(int)(qlen > 120 ? 120 : qlen), quote);
+			p = close ? close + cl : quote + qlen;
 			continue;
 		}
 		if (*p == '[' && (n = citation_at(p, &after)) >= 0) {

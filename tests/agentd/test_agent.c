@@ -384,6 +384,26 @@ static void test_answer_check_and_requirements(void **state)
 	json_decref(reqs);
 	json_decref(in);
 
+	/* A quote of three words or more needs its marker, and must close; a word or two in quotes
+	 * is emphasis. */
+	static const struct {
+		const char *answer;
+		const char *problem; /* NULL: none */
+	} quotes[] = {
+		{"\"Alpha beta gamma.\" says it.", "has no citation marker"},
+		{"\"Alpha beta gamma. [1]", "is never closed"},
+		{"The \"Delta\" rule, \"Alpha beta\" too: \"Delta.\" [2]", NULL},
+	};
+	for (size_t i = 0; i < sizeof quotes / sizeof quotes[0]; i++) {
+		assert_int_equal(agentd_answer_check(quotes[i].answer, docs, NULL, &cits, &probs), 0);
+		assert_int_equal(json_array_size(probs), quotes[i].problem ? 1 : 0);
+		if (quotes[i].problem)
+			assert_non_null(
+				strstr(json_string_value(json_array_get(probs, 0)), quotes[i].problem));
+		json_decref(cits);
+		json_decref(probs);
+	}
+
 	in = json_pack("[s]", "be nice");
 	assert_int_equal(agentd_requirements_parse(in, &reqs), AG_EINVAL);
 	json_decref(in);
