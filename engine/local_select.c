@@ -28,14 +28,15 @@ typedef struct candidate {
 
 static double log_prob(const float *logits, size_t n_vocab, int32_t tok)
 {
-	float m = logits[0];
+	size_t top = 0;
 	for (size_t i = 1; i < n_vocab; i++)
-		if (logits[i] > m)
-			m = logits[i];
-	double sum = 0;
+		if (logits[i] > logits[top])
+			top = i;
+	double sum = 1.0; /* the largest, exp(0) */
 	for (size_t i = 0; i < n_vocab; i++)
-		sum += exp((double)(logits[i] - m));
-	return (double)(logits[tok] - m) - log(sum);
+		if (i != top)
+			sum += exp((double)(logits[i] - logits[top]));
+	return (double)(logits[tok] - logits[top]) - log(sum);
 }
 
 /* Longest pieces first, along the vocabulary's trie: for a vocabulary whose tokenizer puts
