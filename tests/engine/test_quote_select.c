@@ -18,11 +18,12 @@ static const char *const sentences[] = {"Alpha beta gamma.", "Delta epsilon zeta
 
 static double log_softmax_at(const float *logits, size_t n, int32_t tok)
 {
-	double m = logits[0], sum = 0;
+	double m = logits[0];
 	for (size_t i = 1; i < n; i++)
 		if (logits[i] > m)
 			m = logits[i];
-	for (size_t i = 0; i < n; i++)
+	double sum = exp(logits[0] - m);
+	for (size_t i = 1; i < n; i++)
 		sum += exp(logits[i] - m);
 	return logits[tok] - m - log(sum);
 }
