@@ -407,6 +407,33 @@ static int32_t glue_id(const char *text)
 	return -1;
 }
 
+/* A local backend on the hand-made vocabulary, without a model: the tool-call tags are
+ * special tokens of type tag_type (user-defined), or plain text (normal). */
+static void glue_local(engine_local *l, int32_t tag_type)
+{
+	float scores[N_GLUE] = {0};
+	int32_t types[N_GLUE];
+	for (size_t i = 0; i < N_GLUE; i++)
+		types[i] = i < T_OPEN          ? ENGINE_TOKEN_CONTROL
+			   : i < T_FIRST_PIECE ? tag_type
+					       : ENGINE_TOKEN_NORMAL;
+	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
+	engine_vocab_desc d;
+	engine_vocab_desc_init(&d);
+	d.model = "llama";
+	d.tokens = glue_tokens;
+	d.scores = scores;
+	d.types = types;
+	d.n_tokens = N_GLUE;
+	d.unk_id = T_UNK;
+	d.bos_id = T_BOS;
+	d.eos_id = T_EOS;
+	d.add_space_prefix = false;
+	memset(l, 0, sizeof *l);
+	assert_int_equal(engine_tokenizer_create(&l->tok, &d), 0);
+	l->format = ENGINE_CHAT_CHATML;
+}
+
 /* The ids whose logits stay finite after masking, as a string of token texts joined by '|'. */
 static void masked(local_constraint *c, char *out, size_t cap)
 {
@@ -441,28 +468,8 @@ static void feed_tokens(local_constraint *c, const char *const *texts)
 static void test_local_glue(void **state)
 {
 	(void)state;
-	float scores[N_GLUE] = {0};
-	int32_t types[N_GLUE];
-	for (size_t i = 0; i < N_GLUE; i++)
-		types[i] = i < T_OPEN          ? ENGINE_TOKEN_CONTROL
-			   : i < T_FIRST_PIECE ? ENGINE_TOKEN_USER_DEFINED
-					       : ENGINE_TOKEN_NORMAL;
-	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
-	engine_vocab_desc d;
-	engine_vocab_desc_init(&d);
-	d.model = "llama";
-	d.tokens = glue_tokens;
-	d.scores = scores;
-	d.types = types;
-	d.n_tokens = N_GLUE;
-	d.unk_id = T_UNK;
-	d.bos_id = T_BOS;
-	d.eos_id = T_EOS;
-	d.add_space_prefix = false;
 	engine_local l;
-	memset(&l, 0, sizeof l);
-	assert_int_equal(engine_tokenizer_create(&l.tok, &d), 0);
-	l.format = ENGINE_CHAT_CHATML;
+	glue_local(&l, ENGINE_TOKEN_USER_DEFINED);
 	json_t *tools = json_loads(
 		"[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
 		"\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
@@ -546,28 +553,8 @@ static void test_local_glue(void **state)
 static void test_local_glue_quotes(void **state)
 {
 	(void)state;
-	float scores[N_GLUE] = {0};
-	int32_t types[N_GLUE];
-	for (size_t i = 0; i < N_GLUE; i++)
-		types[i] = i < T_OPEN          ? ENGINE_TOKEN_CONTROL
-			   : i < T_FIRST_PIECE ? ENGINE_TOKEN_USER_DEFINED
-					       : ENGINE_TOKEN_NORMAL;
-	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
-	engine_vocab_desc d;
-	engine_vocab_desc_init(&d);
-	d.model = "llama";
-	d.tokens = glue_tokens;
-	d.scores = scores;
-	d.types = types;
-	d.n_tokens = N_GLUE;
-	d.unk_id = T_UNK;
-	d.bos_id = T_BOS;
-	d.eos_id = T_EOS;
-	d.add_space_prefix = false;
 	engine_local l;
-	memset(&l, 0, sizeof l);
-	assert_int_equal(engine_tokenizer_create(&l.tok, &d), 0);
-	l.format = ENGINE_CHAT_CHATML;
+	glue_local(&l, ENGINE_TOKEN_USER_DEFINED);
 	json_t *tools = json_loads(
 		"[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
 		"\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
@@ -629,26 +616,8 @@ static void test_local_glue_quotes(void **state)
 static void test_local_glue_text_tags(void **state)
 {
 	(void)state;
-	float scores[N_GLUE] = {0};
-	int32_t types[N_GLUE];
-	for (size_t i = 0; i < N_GLUE; i++)
-		types[i] = i < T_OPEN ? ENGINE_TOKEN_CONTROL : ENGINE_TOKEN_NORMAL;
-	types[T_UNK] = ENGINE_TOKEN_UNKNOWN;
-	engine_vocab_desc d;
-	engine_vocab_desc_init(&d);
-	d.model = "llama";
-	d.tokens = glue_tokens;
-	d.scores = scores;
-	d.types = types;
-	d.n_tokens = N_GLUE;
-	d.unk_id = T_UNK;
-	d.bos_id = T_BOS;
-	d.eos_id = T_EOS;
-	d.add_space_prefix = false;
 	engine_local l;
-	memset(&l, 0, sizeof l);
-	assert_int_equal(engine_tokenizer_create(&l.tok, &d), 0);
-	l.format = ENGINE_CHAT_CHATML;
+	glue_local(&l, ENGINE_TOKEN_NORMAL);
 	json_t *tools =
 		json_loads("[{\"name\":\"calc\",\"parameters\":{\"type\":\"object\",\"properties\":{\"x\":{"
 			   "\"type\":\"integer\"}},\"required\":[\"x\"]}}]",
