@@ -181,11 +181,12 @@ static int model_call(agent *a, agentd_gen_result *out)
 		return rc;
 	a->b.tokens += out->prompt_tokens + out->completion_tokens;
 	agentd_run_emit(a->run, "run.step.completed",
-			json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:O?}", "kind", "model_call", "step",
+			json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s?, s:O?}", "kind", "model_call", "step",
 				  (json_int_t)a->b.steps, "prompt_tokens", (json_int_t)out->prompt_tokens,
 				  "completion_tokens", (json_int_t)out->completion_tokens, "duration_ms",
 				  (json_int_t)((ag_monotonic_ns() - t0) / 1000000), "output",
-				  out->content ? out->content : "", "tool_calls", out->tool_calls),
+				  out->content ? out->content : "", "reasoning", out->reasoning, "tool_calls",
+				  out->tool_calls),
 			NULL);
 	return 0;
 }

@@ -543,9 +543,10 @@ int engine_quote_mask(engine_quote_matcher *q, const engine_grammar_vocab *v, ui
 bool engine_quote_matcher_quoting(const engine_quote_matcher *q);
 /* Inside a quote: the ways it can go on to the end of a sentence (up to max, distinct), as
  * texts[i] (lens[i] bytes, pointers into the matcher's copies of the sources) to write
- * before the closing quote. */
+ * before the closing quote, from source srcs[i]. */
 size_t engine_quote_matcher_completions(const engine_quote_matcher *q, const char **texts, size_t *lens,
-					size_t max);
+					uint32_t *srcs, size_t max);
+bool engine_quote_matcher_cite_required(const engine_quote_matcher *q);
 
 /* ================== end of grammar-constrained decoding ================== */
 

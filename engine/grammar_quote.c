@@ -461,7 +461,7 @@ static bool sentence_starts(const char *t, size_t off)
 
 /* Adds the rest of the sentence from place p as a completion, unless it is one already. */
 static void add_completion(const engine_quote_matcher *q, q_pos p, const char **texts, size_t *lens,
-			   size_t *n)
+			   uint32_t *srcs, size_t *n)
 {
 	const char *t = q->src[p.src];
 	size_t len = q->len[p.src], off = p.off;
@@ -475,26 +475,29 @@ static void add_completion(const engine_quote_matcher *q, q_pos p, const char **
 	if (!text)
 		return;
 	for (size_t i = 0; i < *n; i++)
-		if (lens[i] == end - off && memcmp(texts[i], t + off, end - off) == 0)
+		if (srcs[i] == p.src && lens[i] == end - off && memcmp(texts[i], t + off, end - off) == 0)
 			return;
 	texts[*n] = t + off;
+	srcs[*n] = p.src;
 	lens[(*n)++] = end - off;
 }
 
 size_t engine_quote_matcher_completions(const engine_quote_matcher *q, const char **texts, size_t *lens,
-					size_t max)
+					uint32_t *srcs, size_t max)
 {
 	size_t n = 0;
 	if (q->mode != Q_IN)
 		return 0;
 	if (q->qlen) {
 		for (size_t i = 0; i < q->n_live && n < max; i++)
-			add_completion(q, q->live[i], texts, lens, &n);
+			add_completion(q, q->live[i], texts, lens, srcs, &n);
 		return n;
 	}
 	for (uint32_t s = 0; s < q->n; s++)
 		for (uint32_t off = 0; off < q->len[s] && n < max; off++)
 			if (sentence_starts(q->src[s], off))
-				add_completion(q, (q_pos){s, off}, texts, lens, &n);
+				add_completion(q, (q_pos){s, off}, texts, lens, srcs, &n);
 	return n;
 }
+
+bool engine_quote_matcher_cite_required(const engine_quote_matcher *q) { return q->cite_required; }

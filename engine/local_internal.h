@@ -69,8 +69,10 @@ int local_constraint_accept(local_constraint *c, int32_t tok, const char *text, 
 /* A quote just opened (c->select_pending) and s holds it, logits its next-token logits:
  * scores every way it can go on to a sentence end and forces the likeliest (c->forced). */
 int local_quote_select(engine_local *l, engine_state *s, const float *logits, local_constraint *c);
-/* The tokens a quote's rest is scored and forced as: text then the closing quote (*toks the
- * caller's; NULL when the vocabulary cannot spell it or it is too long to offer). */
-int local_quote_tokens(engine_local *l, const char *text, size_t len, int32_t **toks, size_t *n);
+/* The tokens a quote's rest is scored and forced as: text, the closing quote, then " [marker]"
+ * if marker > 0 (*toks the caller's; NULL when the vocabulary cannot spell it or it is too long
+ * to offer). */
+int local_quote_tokens(engine_local *l, const char *text, size_t len, size_t marker, int32_t **toks,
+		       size_t *n);
 
 #endif

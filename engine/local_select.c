@@ -4,10 +4,12 @@
  * "The ..." opens half the sentences of a document: greedy decoding then often
  * copies the wrong one faithfully. Here, as soon as a quote opens, every way it
  * can go on to the end of a sentence of the sources (the verbatim-quote
- * matcher's completions) is scored by the model itself: the log-probability of
- * its tokens and of the closing quote, on forks of the sequence's state,
- * advanced together in batched passes. The best is then forced token by token,
- * so the answer quotes the sentence the model finds likeliest as a whole.
+ * matcher's completions) is scored by the model itself: the mean log-probability
+ * of its tokens, the closing quote and (when required) the marker naming its
+ * document, on forks of the sequence's state, advanced together in batched
+ * passes. The best is then forced token by token, so the answer quotes the
+ * sentence the model finds likeliest as a whole. (The mean, not the sum: summed,
+ * short filler sentences win.)
  */
 #include "engine/grammar_internal.h"
 #include "engine/local_internal.h"
@@ -75,14 +77,17 @@ static int munch(const engine_grammar_vocab *v, const char *text, size_t len, ca
 	return 0;
 }
 
-/* The tokens of text + '"': the tokenizer's, if they spell exactly that, else the longest
- * pieces. */
-static int tokens_of(engine_local *l, const char *text, size_t len, ag_buf *scratch, candidate *c)
+/* The tokens of text + '"' (+ " [marker]" when marker > 0): the tokenizer's, if they spell
+ * exactly that, else the longest pieces. */
+static int tokens_of(engine_local *l, const char *text, size_t len, size_t marker, ag_buf *scratch,
+		     candidate *c)
 {
 	ag_buf_clear(scratch);
 	int rc = ag_buf_append(scratch, text, len);
 	if (!rc)
 		rc = ag_buf_putc(scratch, '"');
+	if (!rc && marker)
+		rc = ag_buf_printf(scratch, " [%zu]", marker);
 	if (!rc)
 		rc = engine_tokenize(l->tok, scratch->data, scratch->len, false, false, &c->toks, &c->n);
 	if (rc)
@@ -104,11 +109,12 @@ static int tokens_of(engine_local *l, const char *text, size_t len, ag_buf *scra
 	return rc;
 }
 
-int local_quote_tokens(engine_local *l, const char *text, size_t len, int32_t **toks, size_t *n)
+int local_quote_tokens(engine_local *l, const char *text, size_t len, size_t marker, int32_t **toks,
+		       size_t *n)
 {
 	candidate c = {0};
 	ag_buf scratch = AG_BUF_INIT;
-	int rc = tokens_of(l, text, len, &scratch, &c);
+	int rc = tokens_of(l, text, len, marker, &scratch, &c);
 	ag_buf_free(&scratch);
 	*toks = c.toks;
 	*n = c.n;
@@ -119,7 +125,11 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 {
 	const char *texts[MAX_CANDIDATES];
 	size_t lens[MAX_CANDIDATES];
-	size_t n = engine_quote_matcher_completions(c->quote, texts, lens, MAX_CANDIDATES);
+	uint32_t srcs[MAX_CANDIDATES];
+	size_t n = engine_quote_matcher_completions(c->quote, texts, lens, srcs, MAX_CANDIDATES);
+	/* With a marker required, it is part of what is scored and written: the document the model
+	 * means to cite weighs in the choice of the sentence. */
+	bool marker = engine_quote_matcher_cite_required(c->quote);
 	if (n < 2)
 		return 0; /* one way on (or none): the mask alone leads there */
 	size_t n_vocab = engine_model_config(l->model)->n_vocab;
@@ -130,7 +140,8 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 	int rc = rows ? 0 : ag_error_set(AG_ENOMEM, "out of memory choosing a quote");
 	size_t longest = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
-		if ((rc = tokens_of(l, texts[i], lens[i], &scratch, &cand[i])) || !cand[i].n)
+		if ((rc = tokens_of(l, texts[i], lens[i], marker ? srcs[i] + 1 : 0, &scratch, &cand[i])) ||
+		    !cand[i].n)
 			continue;
 		cand[i].logp = log_prob(logits, n_vocab, cand[i].toks[0]);
 		if (cand[i].n > 1)

@@ -1,6 +1,7 @@
 /* Whole-sentence quote selection (engine/local_select.c) on a random model: when a quote
- * opens, the sentence forced is the one whose tokens (and closing quote) have the highest
- * mean log-probability, scored here one token at a time on a plain fork of the state. */
+ * opens, the sentence forced is the one whose tokens (with the closing quote and the
+ * required marker) have the highest mean log-probability, scored here one token at a time
+ * on a plain fork of the state. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,11 +99,11 @@ static void test_forces_the_likeliest_sentence(void **state)
 		assert_int_equal(engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false,
 						   &text, &len),
 				 0);
-		/* A whole sentence of a source, then the closing quote. */
+		/* A whole sentence of a source, the closing quote, and its source's marker. */
 		int which = -1;
 		for (int k = 0; k < 4; k++) {
 			char want[64];
-			snprintf(want, sizeof want, "%s\"", sentences[k]);
+			snprintf(want, sizeof want, "%s\" [%d]", sentences[k], 1 + (k >= 2));
 			if (strcmp(text, want) == 0 || (text[0] == ' ' && strcmp(text + 1, want) == 0))
 				which = k;
 		}
@@ -114,7 +115,8 @@ static void test_forces_the_likeliest_sentence(void **state)
 		for (int k = 0; k < 4; k++) {
 			int32_t *st;
 			size_t sn;
-			assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]), &st, &sn),
+			assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]),
+							    1 + (size_t)(k >= 2), &st, &sn),
 					 0);
 			assert_non_null(st);
 			double lp = mean_logp(m, s, logits, st, sn);
