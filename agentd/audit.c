@@ -25,6 +25,7 @@
  * from many connections serialise and the chain never forks.
  */
 #include "agentd/audit_internal.h"
+#include "agentd/policy_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -460,17 +461,57 @@ static int check_event(const agentd_audit_event *ev)
 }
 
 /* Serialises the event's data canonically and inserts the record. */
+/* The policy's redaction rules for the audit log, over every string in v (keys are the
+ * record's own structure, not data). A string a rule withholds (its match limit) is replaced. */
+static int redact_strings(const policies_policy *p, json_t *v)
+{
+	int rc = 0;
+	if (json_is_string(v)) {
+		policies_redaction red;
+		if ((rc = policies_redact(p, NULL, POLICIES_SINK_AUDIT, json_string_value(v),
+					  json_string_length(v), &red)))
+			return rc;
+		if (red.decision.action == POLICIES_DENY)
+			rc = json_string_set(v, "[WITHHELD]");
+		else if (red.count > 0)
+			rc = json_string_set(v, red.text);
+		policies_redaction_free(&red);
+		return rc ? ag_error_set(AG_ENOMEM, "out of memory redacting audit data") : 0;
+	}
+	const char *key;
+	size_t i;
+	json_t *item;
+	if (json_is_object(v))
+		json_object_foreach(v, key, item) if ((rc = redact_strings(p, item))) return rc;
+	if (json_is_array(v))
+		json_array_foreach(v, i, item) if ((rc = redact_strings(p, item))) return rc;
+	return 0;
+}
+
 static int append_one(agentd_audit *a, sqlite3 *db, const agentd_audit_event *ev, int64_t *seq_out)
 {
 	char empty[] = "{}", *data = empty;
 	size_t data_len = 2;
+	int rc = 0;
 	if (ev->data && json_object_size(ev->data) > 0) {
-		data = json_dumps(ev->data, JSON_COMPACT | JSON_SORT_KEYS);
+		/* What a step carried (questions, model output, tool arguments and results) is kept as
+		 * the policy allows: its redaction rules for the audit log apply to a copy. */
+		policies_policy *p = agentd_policies_current();
+		json_t *copy = p ? json_deep_copy(ev->data) : NULL;
+		if (p && !copy)
+			rc = ag_error_set(AG_ENOMEM, "out of memory redacting audit data");
+		if (copy && !rc)
+			rc = redact_strings(p, copy);
+		policies_release(p);
+		data = rc ? NULL : json_dumps(copy ? copy : ev->data, JSON_COMPACT | JSON_SORT_KEYS);
+		json_decref(copy);
+		if (rc)
+			return rc;
 		if (!data)
 			return ag_error_set(AG_ENOMEM, "out of memory serialising audit data");
 		data_len = strlen(data);
 	}
-	int rc = insert_record(a, db, ev, data, data_len, seq_out);
+	rc = insert_record(a, db, ev, data, data_len, seq_out);
 	if (data != empty)
 		ag_free(data);
 	return rc;

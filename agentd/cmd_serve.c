@@ -112,9 +112,10 @@ int agentd_cmd_serve(int argc, char **argv)
 	ctx.services = &services;
 	agentd_runs_set_executor(ctx.runs, "agent", agentd_agent_execute, &services);
 	agentd_runs_set_executor(ctx.runs, "workflow", agentd_workflow_execute, &services);
-	if ((rc = agentd_runs_resume(ctx.runs, db)))
-		goto fail;
+	/* The policy before any run resumes: its redaction rules apply to what runs put on record. */
 	if ((rc = agentd_policies_open(&ctx, db)))
+		goto fail;
+	if ((rc = agentd_runs_resume(ctx.runs, db)))
 		goto fail;
 	if ((rc = agentd_http_start(&ctx)))
 		goto fail;

@@ -16,6 +16,9 @@
 int agentd_policies_open(agentd_ctx *ctx, sqlite3 *db);
 /* A reference to the policy in force, opening the store if needed; release with policies_release. */
 int agentd_policies_acquire(agentd_ctx *ctx, sqlite3 *db, policies_policy **out);
+/* A reference to the policy in force if the store is open, else NULL (release with
+ * policies_release). For writers that must not open it, such as the audit log. */
+policies_policy *agentd_policies_current(void);
 /* For SIGHUP: re-reads policy_file and, if it is valid, records and installs it. On any
  * error the policy in force stays and the problems are logged with their lines. Without
  * a policy_file it changes nothing. */

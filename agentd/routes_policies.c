@@ -55,6 +55,14 @@ int agentd_policies_acquire(agentd_ctx *ctx, sqlite3 *db, policies_policy **out)
 	return 0;
 }
 
+policies_policy *agentd_policies_current(void)
+{
+	pthread_mutex_lock(&store_mu);
+	policies_policy *p = store ? policies_acquire(store) : NULL;
+	pthread_mutex_unlock(&store_mu);
+	return p;
+}
+
 int agentd_policies_ratelimit(agentd_ctx *ctx, sqlite3 *db, policies_ratelimit **out)
 {
 	int rc = agentd_policies_open(ctx, db);

@@ -164,8 +164,8 @@ static size_t next_char(const char *t, size_t len, size_t i)
 	return i;
 }
 
-static int collect_spans(const policies_policy *p, const char *role, policies_sink sink, const char *text,
-			 size_t len, span **out, size_t *nout, int *limit_rule)
+static int collect_spans(const policies_policy *p, const policies_principal *who, policies_sink sink,
+			 const char *text, size_t len, span **out, size_t *nout, int *limit_rule)
 {
 	span *spans = NULL;
 	size_t n = 0, cap = 0;
@@ -175,7 +175,8 @@ static int collect_spans(const policies_policy *p, const char *role, policies_si
 	int rc = 0;
 	for (int i = 0; i < p->nrules && !rc; i++) {
 		const pol_rule *r = &p->rules[i];
-		if (r->kind != POL_REDACT || !(r->applies & (unsigned)sink) || !pol_rule_applies_to(r, role))
+		if (r->kind != POL_REDACT || !(r->applies & (unsigned)sink) ||
+		    (who && !pol_rule_applies_to(r, who->role)))
 			continue;
 		size_t pos = 0;
 		while (pos <= len) {
@@ -232,11 +233,10 @@ int policies_redact(const policies_policy *p, const policies_principal *who, pol
 	memset(out, 0, sizeof *out);
 	if (!text)
 		text = "", len = 0;
-	const char *role = who ? who->role : NULL;
 	span *spans = NULL;
 	size_t n = 0;
 	int limit_rule = -1;
-	int rc = collect_spans(p, role, sink, text, len, &spans, &n, &limit_rule);
+	int rc = collect_spans(p, who, sink, text, len, &spans, &n, &limit_rule);
 	if (rc)
 		return rc;
 	if (limit_rule >= 0) {

@@ -170,9 +170,11 @@ typedef struct policies_redaction {
 void policies_redaction_free(policies_redaction *r); /* frees text; accepts NULL */
 
 /* Replaces every match of the redaction rules that apply to the role and the sink by
- * "[REDACTED:label]". Card numbers must pass the Luhn check, IBANs mod 97, SSNs the
- * issued ranges; other matches are replaced as found. If a pattern exceeds its match
- * limit the text is withheld: decision deny, rule "limit.match", text NULL. */
+ * "[REDACTED:label]"; who NULL: every rule for the sink, whatever its roles (for a record
+ * that no one requester reads, such as the audit log). Card numbers must pass the Luhn
+ * check, IBANs mod 97, SSNs the issued ranges; other matches are replaced as found. If a
+ * pattern exceeds its match limit the text is withheld: decision deny, rule "limit.match",
+ * text NULL. */
 int policies_redact(const policies_policy *p, const policies_principal *who, policies_sink sink,
 		    const char *text, size_t len, policies_redaction *out);
 

@@ -35,6 +35,7 @@ function stepBody(d) {
       return [
         chips([["step", d.step], ["prompt tokens", d.prompt_tokens], ["completion tokens", d.completion_tokens],
           ["took", fmtDuration(d.duration_ms)]]),
+        block("reasoning", d.reasoning),
         block("output", d.output),
         block("tool calls", d.tool_calls),
       ];

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -68,6 +69,28 @@ def test_reads_are_recorded_and_filtered(d):
     # Time filter: nothing from the future, everything since 1970.
     assert audit(d, aud, "?from=2999-01-01T00:00:00Z")["records"] == []
     assert len(audit(d, aud, "?from=1970-01-01T00:00:00.000Z&kind=audit_read&user=aud")["records"]) >= 3
+
+
+def test_redaction_rules_apply_to_the_record(d):
+    # The default policy's redaction rules apply to the audit log too: a run whose question
+    # carries an e-mail address and a card number is on record without them, with their labels.
+    secret_mail, secret_card = "bob.secret@example.com", "4111 1111 1111 1111"
+    st, _, body, js = d.request("POST", "/v1/runs", key=d.admin_key, json={
+        "input": "Mail %s the receipt for card %s." % (secret_mail, secret_card), "memory": False})
+    assert st == 201, body
+    run_id = js["id"]
+    aud = key(d, "default", "aud", "auditor")
+    for _ in range(600):
+        recs = audit(d, aud, "?run=%s&limit=1000" % run_id)["records"]
+        if any(r["data"].get("event") == "run.completed" for r in recs):
+            break
+        time.sleep(0.05)
+    text = json.dumps(recs)
+    assert recs and "Mail" in text, recs
+    assert secret_mail not in text and secret_card not in text, text
+    assert "[REDACTED:email]" in text and "[REDACTED:card]" in text, text
+    st, _, _, js = d.request("GET", "/v1/audit/verify", key=aud)
+    assert st == 200 and js["ok"], js
 
 
 def test_bad_parameters(d):

@@ -183,6 +183,13 @@ static void test_role_and_sink_settings(void **state)
 	assert_int_equal(policies_redact(p, &admin, POLICIES_SINK_CONTEXT, in, strlen(in), &r), 0);
 	assert_string_equal(r.text, in);
 	policies_redaction_free(&r);
+	/* No requester (the audit log): every rule for the sink, even one for other roles. */
+	assert_int_equal(policies_redact(p, NULL, POLICIES_SINK_AUDIT, in, strlen(in), &r), 0);
+	assert_string_equal(r.text, "ask [REDACTED:email] about PRJ-1234");
+	policies_redaction_free(&r);
+	assert_int_equal(policies_redact(p, NULL, POLICIES_SINK_CONTEXT, in, strlen(in), &r), 0);
+	assert_string_equal(r.text, "ask ann@x.org about [REDACTED:project]");
+	policies_redaction_free(&r);
 	policies_release(p);
 }
 
