@@ -1,8 +1,11 @@
 /* `agentd generate --model FILE.gguf --prompt TEXT [--max-tokens N]
- * [--temperature T] [--seed S] [--threads N]`: tokenizes the prompt (with the
- * vocabulary's BOS; special tokens written in it are honoured), runs it through
- * the engine and samples a continuation, printing text as it comes; stops at
- * an end-of-generation token or after N tokens. Speeds go to stderr. */
+ * [--temperature T] [--seed S] [--threads N] [--quote-sources FILE]`: tokenizes
+ * the prompt (with the vocabulary's BOS; special tokens written in it are
+ * honoured), runs it through the engine and samples a continuation, printing
+ * text as it comes; stops at an end-of-generation token or after N tokens.
+ * Speeds go to stderr. With --quote-sources (a JSON array of texts) the answer
+ * is decoded as an agent run's is, its quotes held to those texts and chosen
+ * by whole sentences (engine_local_complete), and printed when whole. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,58 @@ static int emit(ag_buf *b)
 	return 0;
 }
 
+/* The --quote-sources way: the local backend's decoding loop over the raw prompt. */
+static int generate_quoted(const char *model, const char *prompt, const char *sources_path,
+			   long long max_tokens, double temperature, long long seed, long long threads)
+{
+	json_error_t jerr;
+	json_t *sources = json_load_file(sources_path, 0, &jerr);
+	if (!json_is_array(sources)) {
+		fprintf(stderr, "agentd: --quote-sources %s: %s\n", sources_path,
+			sources ? "not a JSON array of strings" : jerr.text);
+		json_decref(sources);
+		return 2;
+	}
+	engine_local *l = NULL;
+	engine_chat_response r = {0};
+	engine_chat_request req = {
+		.max_tokens = (int)max_tokens,
+		.temperature = (float)temperature,
+		.has_seed = true,
+		.seed = (uint64_t)seed,
+		.quote_sources = sources,
+		.quote_cite_required = true,
+	};
+	int64_t t0 = ag_monotonic_ns();
+	int status = 1;
+	if (engine_local_open(&l, model, (int)threads) ||
+	    engine_local_complete(l, prompt, strlen(prompt), &req, &r)) {
+		fprintf(stderr, "agentd: %s\n", ag_error_last());
+		goto done;
+	}
+	/* As the plain path prints it: reasoning, its closing tag, the answer, then any calls. */
+	if (r.reasoning)
+		printf("%s\n</think>\n\n", r.reasoning);
+	printf("%s", r.content);
+	size_t i;
+	json_t *call;
+	json_array_foreach(r.tool_calls, i, call)
+	{
+		char *js = json_dumps(call, JSON_COMPACT);
+		printf("<tool_call>\n%s\n</tool_call>", js ? js : "{}");
+		ag_free(js);
+	}
+	printf("\n");
+	fprintf(stderr, "agentd: prompt %ld tokens; generated %ld tokens in %.3f s; %lld threads\n",
+		r.prompt_tokens, r.completion_tokens, (double)(ag_monotonic_ns() - t0) / 1e9, threads);
+	status = 0;
+done:
+	engine_chat_response_clear(&r);
+	engine_local_free(l);
+	json_decref(sources);
+	return status;
+}
+
 int agentd_cmd_generate(int argc, char **argv)
 {
 	agentd_config *cfg;
@@ -36,8 +91,9 @@ int agentd_cmd_generate(int argc, char **argv)
 		fprintf(stderr, "agentd: %s\n", ag_error_last());
 		return 1;
 	}
-	static const char *const extra[] = {"prompt", "max-tokens", "temperature", "seed", "threads", NULL};
-	const char *v[5], *pos[1];
+	static const char *const extra[] = {"prompt",  "max-tokens",    "temperature", "seed",
+					    "threads", "quote-sources", NULL};
+	const char *v[6], *pos[1];
 	int npos, status;
 	long long max_tokens = 128, seed = 0, threads = 0;
 	double temperature = 0.8;
@@ -55,12 +111,17 @@ int agentd_cmd_generate(int argc, char **argv)
 	    (v[3] && ag_parse_long(v[3], 0, INT64_MAX, &seed)) ||
 	    (v[4] && ag_parse_long(v[4], 1, 64, &threads))) {
 		fprintf(stderr, "usage: agentd generate --model FILE.gguf --prompt TEXT [--max-tokens N] "
-				"[--temperature T] [--seed S] [--threads N]\n");
+				"[--temperature T] [--seed S] [--threads N] [--quote-sources FILE]\n");
 		status = 2;
 		goto done;
 	}
 	if (!threads && agentd_config_get_long(cfg, "engine_threads", 1, 64, &threads))
 		threads = 1;
+	if (v[5]) {
+		status = generate_quoted(agentd_config_get(cfg, "model"), v[0], v[5], max_tokens, temperature,
+					 seed, threads);
+		goto done;
+	}
 	status = 1;
 	int64_t t0 = ag_monotonic_ns();
 	if (engine_model_load(&m, agentd_config_get(cfg, "model")) || engine_set_threads(m, (int)threads) ||

@@ -628,6 +628,13 @@ int engine_local_chat(engine_local *l, const engine_chat_request *req, engine_ch
  * the prompt and the generated tokens (not the end-of-turn token). */
 int engine_local_chat_state(engine_local *l, engine_state *state, const engine_chat_request *req,
 			    engine_chat_response *out);
+/* A completion of raw prompt text (tokenized with BOS, special tokens in it honoured) from an
+ * empty sequence, decoded as a chat request's answer is: req's sampling, max_tokens and
+ * quote_sources apply, its messages and tools do not. A prompt that ends inside an open
+ * <think> block is answered after the model's </think>. For evaluating the chat format
+ * outside the daemon. */
+int engine_local_complete(engine_local *l, const char *prompt, size_t len, const engine_chat_request *req,
+			  engine_chat_response *out);
 /* Feeds whole turns (rendered without a generation prompt) into state, e.g. to commit a
  * user's question and the final answer to their memory. tools (NULL: none) are rendered
  * into the system turn as a chat request's are, when the state is empty. */

@@ -449,6 +449,33 @@ static int generate(engine_local *l, engine_state *s, const engine_chat_request 
 	return rc;
 }
 
+int engine_local_complete(engine_local *l, const char *text, size_t len, const engine_chat_request *req,
+			  engine_chat_response *out)
+{
+	memset(out, 0, sizeof *out);
+	int32_t *ids;
+	size_t n;
+	int rc = engine_tokenize(l->tok, text, len, true, true, &ids, &n);
+	if (rc)
+		return rc;
+	if (!n) {
+		ag_free(ids);
+		return ag_error_set(AG_EINVAL, "the prompt has no tokens");
+	}
+	/* Open think block: the last <think> with no </think> after it. */
+	const char *open = NULL;
+	for (const char *p = text; (p = memmem(p, len - (size_t)(p - text), "<think>", 7)); p += 7)
+		open = p;
+	bool think = open && !memmem(open, len - (size_t)(open - text), "</think>", 8);
+	engine_state *s = NULL;
+	rc = engine_state_new(&s, l->model);
+	if (!rc)
+		rc = generate(l, s, req, ids, n, think, out);
+	engine_state_free(s);
+	ag_free(ids);
+	return rc;
+}
+
 int engine_local_chat_state(engine_local *l, engine_state *state, const engine_chat_request *req,
 			    engine_chat_response *out)
 {

@@ -212,7 +212,7 @@ int local_constraint_mask(local_constraint *c, float *logits, size_t n_vocab, bo
 		allow_only(logits, n_vocab, &c->forced[c->forced_at], 1, none);
 		return 0;
 	}
-	bool quotes = !c->m && c->quote && !c->quote_wait_think;
+	bool quotes = !c->m && !c->open_call && c->quote && !c->quote_wait_think;
 	if (!c->m && !quotes)
 		return 0;
 	if (engine_grammar_vocab_size(c->l->gvocab) != n_vocab)
@@ -301,7 +301,7 @@ static void quote_follow(local_constraint *c, bool was_in_call, const char *text
 		c->quote_wait_think = false;
 	}
 	bool quoting = engine_quote_matcher_quoting(c->quote);
-	if (was_in_call || c->m)
+	if (was_in_call || c->m || c->open_call)
 		engine_quote_matcher_reset(c->quote);
 	else if (len > c->quote_fed)
 		engine_quote_matcher_feed(c->quote, text + c->quote_fed, len - c->quote_fed);
@@ -311,10 +311,15 @@ static void quote_follow(local_constraint *c, bool was_in_call, const char *text
 
 int local_constraint_accept(local_constraint *c, int32_t tok, const char *text, size_t len)
 {
-	bool in_call = c->m != NULL;
+	bool in_call = c->m != NULL || c->open_call;
 	if (c->forced_at < c->n_forced)
 		c->forced_at = tok == c->forced[c->forced_at] ? c->forced_at + 1 : c->n_forced;
 	int rc = grammar_accept(c, tok, text, len);
+	/* A call no grammar follows (no tools offered): its JSON is not the answer's text either. */
+	if (c->tc_open >= 0 && tok == c->tc_open && !c->m)
+		c->open_call = true;
+	else if (tok == c->tc_close)
+		c->open_call = false;
 	if (!rc && c->quote)
 		quote_follow(c, in_call, text, len);
 	return rc;

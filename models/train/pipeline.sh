@@ -39,3 +39,6 @@ $PY $T/check_logits.py --agentd "$AGENTD" --ckpt "$W/model.pt" --gguf models/age
 	--tokenizer "$W/tokenizer.model"
 $PY $T/eval.py --agentd "$AGENTD" --model models/agentd-small.gguf --tokenizer "$W/tokenizer.model" \
 	--out models/EVAL.md
+# The same episodes with the engine's verbatim-quote decoding, as agent runs answer.
+$PY $T/eval.py --agentd "$AGENTD" --model models/agentd-small.gguf --tokenizer "$W/tokenizer.model" \
+	--quote-decoding --out models/EVAL-quotes.md

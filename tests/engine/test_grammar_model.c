@@ -604,6 +604,24 @@ static void test_local_glue_quotes(void **state)
 	masked(&c, allowed, sizeof allowed);
 	assert_string_equal(allowed, " |x|hi");
 	local_constraint_free(&c);
+
+	/* No tools offered: a call the model writes anyway follows no grammar, and its JSON
+	 * quotes are not the answer's quotes either. */
+	engine_chat_request bare = {.quote_sources = sources};
+	assert_int_equal(local_constraint_init(&c, &l, &bare, false), 0);
+	ag_buf_clear(&text);
+	const char *raw[] = {"<tool_call>", "{", "\"", "name", "\"", "}", "</tool_call>", "\"", NULL};
+	for (size_t i = 0; raw[i]; i++) {
+		int32_t id = i == 0 ? T_OPEN : i == 6 ? T_CLOSE : glue_id(raw[i]);
+		masked(&c, allowed, sizeof allowed);
+		if (i > 0 && i < 6)
+			assert_string_equal(allowed, all); /* "name" would be no source's text */
+		ag_buf_puts(&text, raw[i]);
+		assert_int_equal(local_constraint_accept(&c, id, text.data, text.len), 0);
+	}
+	masked(&c, allowed, sizeof allowed);
+	assert_string_equal(allowed, " |x|hi"); /* after the call, a quote again */
+	local_constraint_free(&c);
 	ag_buf_free(&text);
 	json_decref(sources);
 	json_decref(tools);

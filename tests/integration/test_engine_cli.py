@@ -1,6 +1,7 @@
 """`agentd logits` and `agentd generate` on random Jamba models made here with jamba_random:
 logits agree with the double-precision reference pass, generation is deterministic for a
 seed, and bad input exits 1 or 2 with a one-line message."""
+import json
 import os
 import subprocess
 import tempfile
@@ -110,6 +111,32 @@ def test_generate_errors(d):
     assert out.returncode == 2, out
     out = d.cli("generate", "--model", os.path.join(TMP, "none.gguf"), "--prompt", "x")
     assert out.returncode == 1, out
+
+
+def test_generate_with_quote_sources(d):
+    # The shipped model, decoded as agent runs decode answers: its quote is the document's
+    # sentence, whole, with the marker of the document that holds it. (The reasoning line is
+    # given, so the answer starts at once: the test is of the decoding, not of the reasoning.)
+    shipped = os.path.join(harness.AGENTD_SRC, "models", "agentd-small.gguf")
+    doc = "The Falcon desk lamp is sold for $49. It ships within two weeks."
+    sources = os.path.join(TMP, "sources.json")
+    with open(sources, "w") as f:
+        json.dump(["Orders ship on Mondays.", doc], f)
+    prompt = ("<|im_start|>system\nYou are agentd, a careful assistant for the company's documents.<|im_end|>\n"
+              "<|im_start|>user\n<documents>\n<document id=\"1\" title=\"a\">\nOrders ship on Mondays.\n"
+              "</document>\n<document id=\"2\" title=\"b\">\n%s\n</document>\n</documents>\n\n"
+              "How much is the Falcon desk lamp?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+              "The answer is in document 2.\n</think>\n\n" % doc)
+    out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--max-tokens", "80", "--temperature", "0",
+                "--quote-sources", sources)
+    assert out.returncode == 0, out.stderr
+    answer = out.stdout.split("</think>")[-1].strip()
+    assert answer == '"The Falcon desk lamp is sold for $49." [2]', out.stdout
+    bad = os.path.join(TMP, "bad-sources.json")
+    with open(bad, "w") as f:
+        f.write("{")
+    out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--quote-sources", bad)
+    assert out.returncode == 2 and "quote-sources" in out.stderr, out
 
 
 if __name__ == "__main__":
