@@ -139,6 +139,8 @@ void engine_pool_run(engine_pool *p, engine_pool_fn fn, void *ctx);
 struct engine_model {
 	void *file; /* the whole GGUF file, read into anonymous memory (model.c says why) */
 	size_t file_size;
+	void *map; /* the mapping file lies in (from its first 2 MiB boundary) */
+	size_t map_size;
 	engine_gguf *gguf;
 	engine_config cfg;
 	engine_layer *layers;   /* (n_layer) */
