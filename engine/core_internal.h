@@ -11,14 +11,35 @@
 
 #include "engine/engine.h"
 
+/* How a Q8_0 / Q4_0 matrix's bytes are ordered. ROWS: as GGUF stores them,
+ * row after row. I16: rows in groups of 16, each group the same bytes as its
+ * 16 rows but ordered for AVX-512 VNNI (one vector holds 4 columns of 16 rows),
+ * so a pass reads one sequential stream instead of one per row; rows past the
+ * last whole group stay row-major where they were. A group per block of 32
+ * columns: 16 fp16 scales (32 bytes), then Q8_0: 8 x 64 bytes, vector k lane i
+ * = row i's weights 4k..4k+3 plus 128 (unsigned, as VPDPBUSD takes them);
+ * Q4_0: 4 x 64 bytes, vector k lane i = row i's packed bytes 4k..4k+3 as
+ * stored (low nibbles weights 4k.., high nibbles 16 + 4k..). A group takes
+ * 16 rows' bytes exactly, so a matrix, and each expert in a 3-D tensor, keeps
+ * its size and place. */
+enum { ENGINE_LAYOUT_ROWS = 0, ENGINE_LAYOUT_I16 = 1 };
+
 /* A weight matrix viewed as rows of ne0 values (rows = ne1 * ne2 * ne3). */
 typedef struct engine_weight {
 	uint32_t type;
+	uint32_t layout;     /* ENGINE_LAYOUT_*: ROWS but for Q8_0 / Q4_0 under avx512vnni */
 	uint64_t cols;       /* ne0 */
 	uint64_t rows;       /* ne1 (one expert of a 3-D tensor) */
+	uint64_t count;      /* ne2: matrices of rows x cols one after another (experts) */
 	size_t row_bytes;    /* bytes of one row */
-	const uint8_t *data; /* inside the mapping */
+	const uint8_t *data; /* inside the model's copy of the file */
 } engine_weight;
+
+/* Rows of w in whole interleaved groups (0 unless w->layout is I16). */
+static inline uint64_t engine_weight_grouped(const engine_weight *w)
+{
+	return w->layout == ENGINE_LAYOUT_I16 ? w->rows / 16 * 16 : 0;
+}
 
 typedef struct engine_layer {
 	engine_layer_kind kind;
@@ -90,6 +111,10 @@ typedef struct engine_kernels {
 	 * are integer (AVX-512 VNNI). Same contract as rows otherwise. */
 	void (*rows_q8)(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
 			uint64_t r0, uint64_t r1);
+	/* The layout this set wants Q8_0 / Q4_0 matrices in (ENGINE_LAYOUT_ROWS in
+	 * the exact sets, which only read row-major weights): engine_set_kernels
+	 * rewrites the model's matrices to it. Every slot above then takes either. */
+	uint32_t layout;
 } engine_kernels;
 
 /* Int32s that engine_act_quant's neg_sum needs for n_tok tokens of n values. */
@@ -102,6 +127,19 @@ void engine_rows_q8_portable(const engine_weight *w, const engine_q8act *xq, siz
 /* The AVX-512 VNNI rows_q8 (kernels_vnni.c; x86-64 only). */
 void engine_rows_q8_vnni(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
 			 uint64_t r0, uint64_t r1);
+/* Row row (< engine_weight_grouped(w)) of an I16 matrix to floats, the same
+ * floats row_to_f32 gives for it row-major (kernels_vnni.c; x86-64 only). */
+void engine_row_to_f32_i16(const engine_weight *w, uint64_t row, float *out);
+
+/* Layouts (repack.c). Block b of row r of a Q8_0 / Q4_0 matrix in either
+ * layout as 32 signed integers; returns the block's scale. */
+float engine_weight_block(const engine_weight *w, uint64_t r, size_t b, int out[32]);
+/* Reorders the count x rows x cols matrix w in place (its bytes writable) to
+ * layout, and sets w->layout. tmp holds 16 * w->row_bytes bytes. */
+void engine_weight_relayout(engine_weight *w, uint8_t *data, uint32_t layout, uint8_t *tmp);
+/* Every Q8_0 / Q4_0 matrix of m the row products read (the output head, and
+ * with it tied embeddings) to layout, in place. */
+int engine_model_relayout(engine_model *m, uint32_t layout);
 
 /* The portable attention kernels, which the SIMD sets fall back to. */
 void engine_att_scores_portable(const float *q, size_t group, size_t hd, const float *K, size_t stride,

@@ -82,6 +82,22 @@ static void gemm_share(const mm_job *j, int i, int n)
 
 static bool is_q8_type(uint32_t type) { return type == ENGINE_TYPE_Q8_0 || type == ENGINE_TYPE_Q4_0; }
 
+/* Where thread i of n starts in the job's rows (all its matrices end to end):
+ * an even split, moved to the nearest group boundary inside an interleaved
+ * matrix so that no thread reads a group another thread reads too. */
+static uint64_t share_start(const mm_job *j, uint64_t total, int i, int n)
+{
+	uint64_t a = total * (uint64_t)i / (uint64_t)n, base = 0;
+	for (int q = 0; q < j->n; base += j->w[q]->rows, q++) {
+		uint64_t grouped = engine_weight_grouped(j->w[q]);
+		if (a < base + grouped)
+			return base + (a - base + 8) / 16 * 16;
+		if (a < base + j->w[q]->rows)
+			break;
+	}
+	return a;
+}
+
 static void mm_task(void *ctx, int i, int n)
 {
 	mm_job *j = ctx;
@@ -93,7 +109,7 @@ static void mm_task(void *ctx, int i, int n)
 	uint64_t total = 0;
 	for (int q = 0; q < j->n; q++)
 		total += j->w[q]->rows;
-	uint64_t a = total * (uint64_t)i / (uint64_t)n, b = total * (uint64_t)(i + 1) / (uint64_t)n, base = 0;
+	uint64_t a = share_start(j, total, i, n), b = share_start(j, total, i + 1, n), base = 0;
 	for (int q = 0; q < j->n; q++) {
 		uint64_t rows = j->w[q]->rows, lo = a > base ? a - base : 0,
 			 hi = b - base < rows ? b - base : rows;

@@ -3,7 +3,8 @@
  * block of 32: the portable definition of what the "avx512vnni" kernel set
  * computes. Each block's product is an exact integer sum, scaled by the two
  * blocks' scales; only the rounding of the activations departs from the exact
- * kernels (it is what llama.cpp does for these types).
+ * kernels (it is what llama.cpp does for these types). Weights may be in
+ * either layout (repack.c).
  */
 #include <math.h>
 #include <string.h>
@@ -34,36 +35,22 @@ void engine_act_quant(const float *x, size_t n_tok, size_t n, int8_t *q, float *
 		}
 }
 
-/* One block of weights as 32 signed integers and its scale. */
-static float block_ints(uint32_t type, const uint8_t *p, int *out)
-{
-	if (type == ENGINE_TYPE_Q8_0) {
-		for (int j = 0; j < 32; j++)
-			out[j] = (int8_t)p[2 + j];
-	} else {
-		for (int j = 0; j < 16; j++) {
-			out[j] = (p[2 + j] & 0xf) - 8;
-			out[j + 16] = (p[2 + j] >> 4) - 8;
-		}
-	}
-	return engine_fp16_to_f32(engine_rd16(p));
-}
-
 void engine_rows_q8_portable(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,
 			     size_t ldy, uint64_t r0, uint64_t r1)
 {
-	size_t n = xq->n, nb = n / 32, bb = w->type == ENGINE_TYPE_Q8_0 ? 34 : 18;
+	size_t n = xq->n, nb = n / 32;
 	for (uint64_t r = r0; r < r1; r++) {
-		const uint8_t *row = w->data + r * w->row_bytes;
 		for (size_t t = 0; t < n_tok; t++) {
 			const int8_t *a = xq->q + t * n;
 			float s = 0;
 			for (size_t b = 0; b < nb; b++) {
 				int wi[32];
-				float dw = block_ints(w->type, row + b * bb, wi);
+				float dw = engine_weight_block(w, r, b, wi);
 				int32_t isum = 0;
 				for (int j = 0; j < 32; j++)
 					isum += wi[j] * a[b * 32 + j];
+				/* two roundings, a product then a sum, in block order: the
+				 * interleaved VNNI kernel does exactly these */
 				s += (float)isum * (dw * xq->d[t * nb + b]);
 			}
 			y[t * ldy + r] = s;

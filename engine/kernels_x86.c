@@ -342,12 +342,46 @@ T512 static float ssm_step512(float *s, const float *A, const float *B, const fl
 
 static const engine_kernels kernels_avx512 = {.name = "avx512", AVX512_KERNELS};
 
+/* The avx512vnni set has its Q8_0 / Q4_0 matrices interleaved by 16 rows
+ * (repack.c); its row reads take both layouts. */
+static void row_to_f32_vnni(const engine_weight *w, uint64_t row, float *out)
+{
+	if (row < engine_weight_grouped(w))
+		engine_row_to_f32_i16(w, row, out);
+	else
+		row_to_f32_512(w, row, out);
+}
+
+/* Float activations against an interleaved matrix: only in prompt passes
+ * (which go through sgemm) for what sgemm does not take, the last token's
+ * logits or rows too long for its blocks; so plainly, row by row. */
+static void rows_vnni(const engine_weight *w, const float *x, size_t n_tok, float *y, size_t ldy, uint64_t r0,
+		      uint64_t r1, float *scratch)
+{
+	if (!engine_weight_grouped(w)) {
+		rows512(w, x, n_tok, y, ldy, r0, r1, scratch);
+		return;
+	}
+	for (uint64_t r = r0; r < r1; r++) {
+		row_to_f32_vnni(w, r, scratch);
+		for (size_t t = 0; t < n_tok; t++)
+			y[t * ldy + r] = dot512(scratch, x + t * w->cols, (size_t)w->cols);
+	}
+}
+
 /* AVX-512 with integer Q8_0/Q4_0 products on 8-bit activations (kernels_vnni.c):
  * opt-in, since it rounds the activations. */
 static const engine_kernels kernels_avx512vnni = {
 	.name = "avx512vnni",
-	AVX512_KERNELS,
+	.dot = dot512,
+	.row_to_f32 = row_to_f32_vnni,
+	.rows = rows_vnni,
+	.att_scores = att_scores512,
+	.att_exp = att_exp512,
+	.att_accum = att_accum512,
+	.ssm_step = ssm_step512,
 	.rows_q8 = engine_rows_q8_vnni,
+	.layout = ENGINE_LAYOUT_I16,
 };
 
 /* ================================================================ AVX2 */

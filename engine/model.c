@@ -75,8 +75,10 @@ static int find_shaped(const engine_model *m, const char *name, uint64_t ne0, ui
 static void weight_from(engine_weight *w, const engine_gguf_tensor *t)
 {
 	w->type = t->type;
+	w->layout = ENGINE_LAYOUT_ROWS;
 	w->cols = t->ne[0];
 	w->rows = t->ne[1];
+	w->count = t->ne[2];
 	w->row_bytes =
 		(size_t)(t->ne[0] / engine_type_block_size(t->type) * engine_type_block_bytes(t->type));
 	w->data = t->data;
@@ -606,9 +608,12 @@ int engine_set_kernels(engine_model *m, const char *name)
 		return ag_error_set(AG_EUNSUPPORTED, "kernels \"%s\": unknown, or not supported by this CPU",
 				    name ? name : "(null)");
 	pthread_mutex_lock(&m->pool_lock);
-	m->kern = k;
+	/* the weights in the order the new set reads them (repack.c) */
+	int rc = engine_model_relayout(m, k->layout);
+	if (!rc)
+		m->kern = k;
 	pthread_mutex_unlock(&m->pool_lock);
-	return 0;
+	return rc;
 }
 
 const char *engine_kernels_name(const engine_model *m) { return m->kern->name; }

@@ -3,7 +3,10 @@
  * VNNI rows agree with their portable definition (engine_rows_q8_portable)
  * for every tile shape, token count and odd block count; a token's result
  * does not depend on the tokens beside it; the activation rounding stays
- * within half a step of each block's scale.
+ * within half a step of each block's scale. On weights interleaved by 16 rows
+ * (the layout the set reads, repack.c) they give bit for bit what the
+ * definition gives on the row-major original, whatever the row range and row
+ * count, and the layout round-trips.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -47,7 +50,8 @@ static uint8_t *random_weights(uint32_t type, size_t rows, size_t cols, engine_w
 				p[j] = (uint8_t)(b % 8 == 3 ? (type == ENGINE_TYPE_Q8_0 ? 0x81 : 0x00)
 							    : next());
 		}
-	*w = (engine_weight){.type = type, .cols = cols, .rows = rows, .row_bytes = nb * bb, .data = data};
+	*w = (engine_weight){
+		.type = type, .cols = cols, .rows = rows, .count = 1, .row_bytes = nb * bb, .data = data};
 	return data;
 }
 
@@ -162,6 +166,147 @@ static void check_type(uint32_t type, size_t cols)
 	free(sums);
 }
 
+/* An interleaved copy of w (rows of count matrices); the bytes returned are its data. */
+static uint8_t *interleaved(const engine_weight *w, engine_weight *out)
+{
+	size_t bytes = (size_t)(w->count * w->rows) * w->row_bytes;
+	uint8_t *data = malloc(bytes), *tmp = malloc(16 * w->row_bytes);
+	memcpy(data, w->data, bytes);
+	*out = *w;
+	out->data = data;
+	engine_weight_relayout(out, data, ENGINE_LAYOUT_I16, tmp);
+	free(tmp);
+	return data;
+}
+
+/* rows_q8 on the interleaved copy equals the definition on the row-major
+ * original exactly: the same integer sums, scaled and added in block order. */
+static void check_interleaved(uint32_t type, size_t rows, size_t cols)
+{
+	const engine_kernels *k = engine_kernels_find("avx512vnni");
+	enum { MAXT = 16 };
+	engine_weight w, wi;
+	uint8_t *data = random_weights(type, rows, cols, &w);
+	uint8_t *idata = interleaved(&w, &wi);
+	assert_int_equal(wi.layout, ENGINE_LAYOUT_I16);
+	assert_int_equal(engine_weight_grouped(&wi), rows / 16 * 16);
+	float *x = malloc(MAXT * cols * sizeof(float));
+	for (size_t i = 0; i < MAXT * cols; i++)
+		x[i] = uniform() * (i % 89 == 0 ? 8.0f : 1.0f);
+	int8_t *q = malloc(MAXT * cols);
+	float *d = malloc(MAXT * (cols / 32) * sizeof(float));
+	int32_t *sums = malloc(engine_act_quant_sums(MAXT, cols) * sizeof(int32_t));
+	engine_act_quant(x, MAXT, cols, q, d, sums);
+	engine_q8act xq = {.q = q, .d = d, .neg_sum = sums, .n = cols};
+	float *ref = malloc(MAXT * rows * sizeof(float)), *got = malloc(MAXT * rows * sizeof(float));
+	float *alone = malloc(rows * sizeof(float));
+	/* row ranges as threads take them: on and off group boundaries, empty */
+	size_t cuts[][3] = {
+		{0, rows, rows}, {0, 13, rows}, {0, 16, rows}, {5, 21, rows}, {0, rows / 2, rows / 2 + 1}};
+	size_t counts[] = {1, 2, 3, 4, 5, 8, 9, 16};
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		size_t nt = counts[c];
+		engine_rows_q8_portable(&w, &xq, nt, ref, rows, 0, rows);
+		for (size_t u = 0; u < sizeof cuts / sizeof cuts[0]; u++) {
+			size_t a = cuts[u][0] < rows ? cuts[u][0] : rows,
+			       b = cuts[u][1] < rows ? cuts[u][1] : rows,
+			       e = cuts[u][2] < rows ? cuts[u][2] : rows;
+			for (size_t i = 0; i < nt * rows; i++)
+				got[i] = NAN;
+			/* [0, a) by the definition on the interleaved copy, then the kernel */
+			engine_rows_q8_portable(&wi, &xq, nt, got, rows, 0, a);
+			k->rows_q8(&wi, &xq, nt, got, rows, a, b);
+			k->rows_q8(&wi, &xq, nt, got, rows, b, e);
+			k->rows_q8(&wi, &xq, nt, got, rows, e, rows);
+			if (memcmp(got, ref, nt * rows * sizeof(float)))
+				for (size_t i = 0; i < nt * rows; i++)
+					if (memcmp(&got[i], &ref[i], sizeof(float)))
+						fail_msg(
+							"%s %zu x %zu, %zu tokens, cuts %zu/%zu/%zu: row %zu "
+							"token %zu: %.9g, definition %.9g",
+							engine_type_name(type), rows, cols, nt, a, b, e,
+							i % rows, i / rows, got[i], ref[i]);
+		}
+		engine_q8act last = {.q = q + (nt - 1) * cols,
+				     .d = d + (nt - 1) * (cols / 32),
+				     .neg_sum = sums + engine_act_quant_sums(nt - 1, cols),
+				     .n = cols};
+		k->rows_q8(&wi, &last, 1, alone, rows, 0, rows);
+		if (memcmp(alone, ref + (nt - 1) * rows, rows * sizeof(float)))
+			fail_msg("%s interleaved: a token's result depends on the tokens beside it",
+				 engine_type_name(type));
+	}
+	/* the set's row reads give the row-major floats; the layout round-trips */
+	float *r1 = malloc(cols * sizeof(float)), *r2 = malloc(cols * sizeof(float));
+	for (size_t r = 0; r < rows; r++) {
+		engine_kernels_portable.row_to_f32(&w, r, r1);
+		k->row_to_f32(&wi, r, r2);
+		if (memcmp(r1, r2, cols * sizeof(float)))
+			fail_msg("%s interleaved row %zu reads back otherwise", engine_type_name(type), r);
+	}
+	uint8_t *tmp = malloc(16 * w.row_bytes);
+	engine_weight_relayout(&wi, idata, ENGINE_LAYOUT_ROWS, tmp);
+	assert_int_equal(wi.layout, ENGINE_LAYOUT_ROWS);
+	assert_memory_equal(idata, data, rows * w.row_bytes);
+	free(tmp);
+	free(r1);
+	free(r2);
+	free(alone);
+	free(ref);
+	free(got);
+	free(data);
+	free(idata);
+	free(x);
+	free(q);
+	free(d);
+	free(sums);
+}
+
+static void test_interleaved_match_definition(void **state)
+{
+	(void)state;
+	if (!engine_kernels_find("avx512vnni")) {
+		print_message("avx512vnni: not on this CPU, skipped\n");
+		skip();
+	}
+	size_t shapes[][2] = {{16, 32}, {37, 96}, {64, 256}, {7, 64}, {45, 2560}, {160, 160}};
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+		check_interleaved(ENGINE_TYPE_Q8_0, shapes[i][0], shapes[i][1]);
+		check_interleaved(ENGINE_TYPE_Q4_0, shapes[i][0], shapes[i][1]);
+	}
+}
+
+/* Experts: each matrix of a 3-D tensor is interleaved on its own, so a view
+ * of expert e (data + e * rows * row_bytes) reads its rows, tail included. */
+static void test_interleaved_experts(void **state)
+{
+	(void)state;
+	enum { E = 3, ROWS = 21, COLS = 64 };
+	uint32_t types[] = {ENGINE_TYPE_Q8_0, ENGINE_TYPE_Q4_0};
+	for (size_t t = 0; t < 2; t++) {
+		engine_weight w, wi;
+		uint8_t *data = random_weights(types[t], E * ROWS, COLS, &w);
+		w.rows = ROWS;
+		w.count = E;
+		uint8_t *idata = interleaved(&w, &wi);
+		for (size_t e = 0; e < E; e++) {
+			engine_weight a = w, b = wi;
+			a.data += e * ROWS * w.row_bytes;
+			b.data += e * ROWS * w.row_bytes;
+			for (uint64_t r = 0; r < ROWS; r++)
+				for (size_t blk = 0; blk < COLS / 32; blk++) {
+					int x[32], y[32];
+					float sa = engine_weight_block(&a, r, blk, x),
+					      sb = engine_weight_block(&b, r, blk, y);
+					assert_true(sa == sb);
+					assert_memory_equal(x, y, sizeof x);
+				}
+		}
+		free(data);
+		free(idata);
+	}
+}
+
 static void test_vnni_rows_match_definition(void **state)
 {
 	(void)state;
@@ -181,6 +326,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_act_quant_rounding),
 		cmocka_unit_test(test_vnni_rows_match_definition),
+		cmocka_unit_test(test_interleaved_match_definition),
+		cmocka_unit_test(test_interleaved_experts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
