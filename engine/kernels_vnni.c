@@ -190,31 +190,33 @@ TVNNI static inline __attribute__((always_inline)) void group_tile(uint32_t type
 {
 	const size_t gb = type == ENGINE_TYPE_Q8_0 ? 544 : 288, pairs = (nb + 1) / 2;
 	const int32_t offset = type == ENGINE_TYPE_Q8_0 ? 128 : 8;
-	for (size_t t = 0; t < TB; t++)
-		acc[t] = _mm512_setzero_ps();
+	_Pragma("GCC unroll 16") for (size_t t = 0; t < TB; t++) acc[t] = _mm512_setzero_ps();
 	for (size_t b = 0; b < nb; b++) {
 		const uint8_t *p = g + b * gb;
-		for (size_t k = 0; k < gb; k += 64)
+		_Pragma("GCC unroll 9") for (size_t k = 0; k < gb; k += 64)
 			_mm_prefetch((const char *)p + I16_AHEAD + k, _MM_HINT_T0);
 		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
 		__m512i wv[8];
 		if (type == ENGINE_TYPE_Q8_0) {
-			for (int k = 0; k < 8; k++)
-				wv[k] = _mm512_loadu_si512(p + 32 + 64 * k);
+			_Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) wv[k] =
+				_mm512_loadu_si512(p + 32 + 64 * k);
 		} else {
 			const __m512i m4 = _mm512_set1_epi8(0xf);
-			for (int k = 0; k < 4; k++) {
+			_Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+			{
 				__m512i v = _mm512_loadu_si512(p + 32 + 64 * k);
 				wv[k] = _mm512_and_si512(v, m4);
 				wv[4 + k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
 			}
 		}
-		for (size_t t = 0; t < TB; t++) {
+		_Pragma("GCC unroll 16") for (size_t t = 0; t < TB; t++)
+		{
 			const int8_t *a = xq->q + (t0 + t) * xq->n + b * 32;
 			int32_t neg = xq->neg_sum[((t0 + t) * pairs + b / 2) * 16 + (b % 2) * 8];
 			/* two chains, so the eight dependent VPDPBUSDs overlap */
 			__m512i s0 = _mm512_set1_epi32(neg * offset), s1 = _mm512_setzero_si512();
-			for (int k = 0; k < 8; k += 2) {
+			_Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2)
+			{
 				s0 = _mm512_dpbusd_epi32(s0, wv[k], _mm512_set1_epi32(rd32(a + 4 * k)));
 				s1 = _mm512_dpbusd_epi32(s1, wv[k + 1],
 							 _mm512_set1_epi32(rd32(a + 4 * k + 4)));
