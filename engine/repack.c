@@ -87,7 +87,8 @@ void engine_weight_relayout(engine_weight *w, uint8_t *data, uint32_t layout, ui
 	if (w->layout == layout)
 		return;
 	size_t nb = (size_t)w->cols / 32, group = 16 * w->row_bytes;
-	for (uint64_t e = 0; e < w->count; e++)
+	uint64_t count = w->count ? w->count : 1; /* a matrix built by hand may leave it 0 */
+	for (uint64_t e = 0; e < count; e++)
 		for (uint64_t r = 0; r + 16 <= w->rows; r += 16) {
 			uint8_t *p = data + (e * w->rows + r) * w->row_bytes;
 			memcpy(tmp, p, group);
