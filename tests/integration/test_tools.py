@@ -203,8 +203,19 @@ def test_limits_and_still_serving(d):
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 8 and all(r[0] == 200 for r in results), [r[2] for r in results]
-    assert sorted(int(r[3]["result"]["value"]) for r in results) == [i * i for i in range(8)]
+    assert len(results) == 8, results
+    ok = [r for r in results if r[0] == 200]
+    # Under ASan (make asan) a child forked while another thread holds one of the sanitizer
+    # allocator's locks can block on it: Debian 12's libasan (GCC 12, like clang 14's) does not
+    # lock its allocator around fork, as glibc's malloc does. The sandbox's wall-clock limit then
+    # stops that call cleanly (tools/sandbox.c); seen in 2 of 8 runs before any change here. One
+    # such call is tolerated there, and only there.
+    timed_out = [r for r in results if r[0] == 504 and "wall-clock" in r[3]["error"]["message"]]
+    allowed = 1 if "asan" in os.environ.get("AGENTD_BUILD", "") else 0
+    assert len(ok) + len(timed_out) == 8 and len(timed_out) <= allowed, [r[2] for r in results]
+    squares = {i * i for i in range(8)}
+    assert all(int(r[3]["result"]["value"]) in squares for r in ok), [r[2] for r in ok]
+    assert len({r[3]["result"]["value"] for r in ok}) == len(ok)
     assert d.alive()
 
 
