@@ -460,7 +460,6 @@ static int check_event(const agentd_audit_event *ev)
 	return 0;
 }
 
-/* Serialises the event's data canonically and inserts the record. */
 /* The policy's redaction rules for the audit log, over every string in v (keys are the
  * record's own structure, not data). A string a rule withholds (its match limit) is replaced. */
 static int redact_strings(const policies_policy *p, json_t *v)
@@ -488,6 +487,7 @@ static int redact_strings(const policies_policy *p, json_t *v)
 	return 0;
 }
 
+/* Serialises the event's data canonically and inserts the record. */
 static int append_one(agentd_audit *a, sqlite3 *db, const agentd_audit_event *ev, int64_t *seq_out)
 {
 	char empty[] = "{}", *data = empty;

@@ -57,7 +57,7 @@ struct engine_quote_matcher {
 	size_t qlen;   /* bytes quoted so far */
 	bool has_text; /* they hold more than white space (a quote of blanks quotes nothing) */
 	q_pos *live;
-	size_t n_live, cap_live;
+	size_t n_live;
 	cite_st cite;
 	uint8_t *cite_ok; /* (n) sources that contain the quote just closed */
 	/* Per vocabulary (built on the first mask): which tokens may be sampled outside a quote,
@@ -109,8 +109,8 @@ int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sour
 		q->len[i] = lens[i];
 		total += lens[i];
 	}
-	q->cap_live = total ? total : 1;
-	if (!rc && !(q->live = ag_malloc(q->cap_live * sizeof *q->live)))
+	/* a quote can be live at most once per source byte */
+	if (!rc && !(q->live = ag_malloc((total ? total : 1) * sizeof *q->live)))
 		rc = AG_ENOMEM;
 	if (rc) {
 		engine_quote_matcher_free(q);

@@ -20,15 +20,13 @@
 
 #include "engine/core_internal.h"
 
-static size_t block_bytes(uint32_t type) { return type == ENGINE_TYPE_Q8_0 ? 34 : 18; }
-
 /* Bytes of weights (not scales) per block: Q8_0 one per weight, Q4_0 two weights a byte. */
 static size_t quant_bytes(uint32_t type) { return type == ENGINE_TYPE_Q8_0 ? 32 : 16; }
 
 float engine_weight_block(const engine_weight *w, uint64_t r, size_t b, int out[32])
 {
 	bool q8 = w->type == ENGINE_TYPE_Q8_0;
-	size_t bb = block_bytes(w->type);
+	size_t bb = engine_type_block_bytes(w->type);
 	if (r >= engine_weight_grouped(w)) {
 		const uint8_t *p = w->data + r * w->row_bytes + b * bb;
 		for (int j = 0; j < 16; j++) {
@@ -61,7 +59,7 @@ float engine_weight_block(const engine_weight *w, uint64_t r, size_t b, int out[
  * transpose of 4-byte words, block by block. */
 static void group_convert(uint32_t type, size_t nb, size_t row_bytes, uint8_t *rows, uint8_t *g, bool pack)
 {
-	size_t bb = block_bytes(type), nw = quant_bytes(type) / 4;
+	size_t bb = engine_type_block_bytes(type), nw = quant_bytes(type) / 4;
 	uint32_t flip = type == ENGINE_TYPE_Q8_0 ? 0x80808080u : 0; /* Q8_0 stored plus 128 */
 	for (size_t b = 0; b < nb; b++) {
 		uint8_t *gb = g + b * 16 * bb;

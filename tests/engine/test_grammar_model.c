@@ -434,6 +434,14 @@ static void glue_local(engine_local *l, int32_t tag_type)
 	l->format = ENGINE_CHAT_CHATML;
 }
 
+/* The one tool of the glue tests: calc, taking an integer x. */
+static json_t *glue_tools(void)
+{
+	return json_loads("[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
+			  "\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
+			  0, NULL);
+}
+
 /* The ids whose logits stay finite after masking, as a string of token texts joined by '|'. */
 static void masked(local_constraint *c, char *out, size_t cap)
 {
@@ -470,10 +478,7 @@ static void test_local_glue(void **state)
 	(void)state;
 	engine_local l;
 	glue_local(&l, ENGINE_TOKEN_USER_DEFINED);
-	json_t *tools = json_loads(
-		"[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
-		"\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
-		0, NULL);
+	json_t *tools = glue_tools();
 	engine_chat_request req = {.tools = tools};
 	local_constraint c;
 	char allowed[512];
@@ -555,10 +560,7 @@ static void test_local_glue_quotes(void **state)
 	(void)state;
 	engine_local l;
 	glue_local(&l, ENGINE_TOKEN_USER_DEFINED);
-	json_t *tools = json_loads(
-		"[{\"type\":\"function\",\"function\":{\"name\":\"calc\",\"parameters\":{\"type\":"
-		"\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},\"required\":[\"x\"]}}}]",
-		0, NULL);
+	json_t *tools = glue_tools();
 	json_t *sources = json_pack("[s]", "hi x");
 	engine_chat_request req = {.tools = tools, .quote_sources = sources};
 	local_constraint c;
