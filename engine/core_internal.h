@@ -102,15 +102,31 @@ typedef struct engine_kernels {
 	float (*att_exp)(float *s, size_t n, float m);
 	/* o[e] += sum over p < n of w[p] * V_p[e], for e < hd. */
 	void (*att_accum)(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd);
-	/* One step of one Mamba channel: s[q] = s[q] * exp(dl * A[q]) + B[q] * xdt for
-	 * q < N; returns the sum of s[q] * C[q]. */
-	float (*ssm_step)(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
-			  size_t N);
+	/* One token's Mamba scan over n channels (each array at the first one):
+	 * dl = softplus(delta + dt_b), s = s * exp(dl * A) + B * (dl * u) per
+	 * state value, y = (s . C + Dsk * u) * silu(z); A rows and states of N
+	 * floats, B and C the token's N values. */
+	void (*ssm_scan)(float *s, const float *A, const float *B, const float *C, const float *delta,
+			 const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
+			 size_t N);
+	/* x[i] = silu(x[i]) * m[i] (m NULL: silu alone), i < n. */
+	void (*silu_mul)(float *x, const float *m, size_t n);
 	/* Optional (NULL in the exact sets): Q8_0 and Q4_0 rows against activations
 	 * quantised to 8 bits per block of 32 (engine_act_quant), so the products
 	 * are integer (AVX-512 VNNI). Same contract as rows otherwise. */
 	void (*rows_q8)(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
 			uint64_t r0, uint64_t r1);
+	/* With rows_q8: engine_act_quant, the same bytes. */
+	void (*act_quant)(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum);
+	/* Optional (NULL in the exact sets): attention over the cache's BF16 copy
+	 * (kernels_att16.c: blocks of 16 positions, engine_kv16_put). For KV head g
+	 * and nblk blocks, s[h * lds + p] = (q_h . K_p) * scale for all 16 * nblk
+	 * positions p, q16 the group's query heads rounded to BF16; */
+	void (*att16_scores)(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
+			     size_t g, size_t nblk, float scale, float *s, size_t lds);
+	/* o[e] += sum over p < 16 * nblk of bf16(w[p]) * V_p[e] (w zero past the last position). */
+	void (*att16_accum)(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
+			    size_t hd);
 	/* The layout this set wants Q8_0 / Q4_0 matrices in (ENGINE_LAYOUT_ROWS in
 	 * the exact sets, which only read row-major weights): engine_set_kernels
 	 * rewrites the model's matrices to it. Every slot above then takes either. */
@@ -121,9 +137,29 @@ typedef struct engine_kernels {
 size_t engine_act_quant_sums(size_t n_tok, size_t n);
 /* Quantises n_tok rows of n floats (n a multiple of 32) into q, d and neg_sum. */
 void engine_act_quant(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum);
+/* engine_act_quant with AVX-512 (kernels_vnni.c; x86-64 only). */
+void engine_act_quant_avx512(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum);
 /* The portable rows_q8, the reference the SIMD version is checked against. */
 void engine_rows_q8_portable(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y,
 			     size_t ldy, uint64_t r0, uint64_t r1);
+/* BF16 attention (kernels_att16.c): x rounded to BF16 (to nearest, ties to
+ * even); position pos's k and v (kvd values each) into a layer's BF16 copy;
+ * the portable definitions, and the AVX-512 versions with and without the
+ * BF16 instructions (x86-64 only). */
+uint16_t engine_bf16(float x);
+void engine_kv16_put(uint16_t *K16, uint16_t *V16, size_t kvd, uint64_t pos, const float *k, const float *v);
+void engine_att16_scores_portable(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
+				  size_t g, size_t nblk, float scale, float *s, size_t lds);
+void engine_att16_accum_portable(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
+				 size_t hd);
+void engine_att16_scores_avx512bf16(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
+				    size_t g, size_t nblk, float scale, float *s, size_t lds);
+void engine_att16_accum_avx512bf16(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
+				   size_t hd);
+void engine_att16_scores_avx512(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
+				size_t g, size_t nblk, float scale, float *s, size_t lds);
+void engine_att16_accum_avx512(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
+			       size_t hd);
 /* The AVX-512 VNNI rows_q8 (kernels_vnni.c; x86-64 only). */
 void engine_rows_q8_vnni(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,
 			 uint64_t r0, uint64_t r1);
@@ -146,8 +182,16 @@ void engine_att_scores_portable(const float *q, size_t group, size_t hd, const f
 				size_t n, float scale, float *s, size_t lds);
 float engine_att_exp_portable(float *s, size_t n, float m);
 void engine_att_accum_portable(float *o, const float *w, const float *V, size_t stride, size_t n, size_t hd);
-float engine_ssm_step_portable(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
-			       size_t N);
+/* The Mamba and SwiGLU arithmetic (kernels_mamba.c): portable, and AVX-512
+ * (x86-64 only). */
+void engine_ssm_scan_portable(float *s, const float *A, const float *B, const float *C, const float *delta,
+			      const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
+			      size_t N);
+void engine_silu_mul_portable(float *x, const float *m, size_t n);
+void engine_ssm_scan_avx512(float *s, const float *A, const float *B, const float *C, const float *delta,
+			    const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
+			    size_t N);
+void engine_silu_mul_avx512(float *x, const float *m, size_t n);
 
 extern const engine_kernels engine_kernels_portable;
 
@@ -191,6 +235,8 @@ struct engine_model {
 	pthread_mutex_t pool_lock; /* engine_set_threads against running passes */
 	float *deq;                /* sgemm's dequantised row blocks (forward.c), under pool_lock */
 	size_t deq_floats;
+	uint8_t *arena;            /* a pass's scratch buffers (forward.c), under pool_lock */
+	size_t arena_cap, arena_peak;
 	size_t max_kv_dim; /* largest n_head_kv * head_dim */
 	/* vocabulary handed to the tokenizer */
 	engine_vocab_desc vocab;
@@ -211,6 +257,11 @@ struct engine_state {
 	float **k, **v;                      /* (n_attn) each (cap, kv_dim) */
 	uint64_t n_kv, cap;
 	uint64_t n_tokens;
+	/* BF16 copies of the cache for kernel sets with att16 (NULL until one
+	 * runs): derived from k and v, so never saved nor forked, only rebuilt. */
+	uint16_t **k16, **v16; /* (n_attn) each (cap16, kv_dim), blocks of 16 positions */
+	uint64_t *n16;         /* (n_attn) positions copied */
+	uint64_t cap16;
 };
 
 /* Attention for T tokens (attention.c): token t's H query heads (q, T rows of
@@ -219,6 +270,15 @@ struct engine_state {
 int engine_attention(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd, size_t kvh,
 		     const float *q, const float *const *k, const float *const *v, const uint64_t *len,
 		     float *att);
+/* The same over BF16 copies (kern->att16_*). */
+int engine_attention16(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd, size_t kvh,
+		       const float *q, const uint16_t *const *k, const uint16_t *const *v, const uint64_t *len,
+		       float *att);
+
+/* Brings attention layer layer's BF16 copy up to position upto (exclusive)
+ * from the F32 cache, first dropping what it held at or past from (positions
+ * being rewritten). */
+int engine_state_kv16_sync(engine_state *s, uint32_t layer, uint64_t from, uint64_t upto);
 
 /* Grows every attention layer's cache to hold at least need entries. */
 int engine_state_reserve(engine_state *s, uint64_t need);

@@ -17,6 +17,17 @@
 #define GEMM_MIN   8          /* tokens from which sgemm beats the row kernels */
 #define CHUNK_MAX  256        /* prompt tokens processed together (bounds scratch memory) */
 #define DEQ_FLOATS (1u << 22) /* per thread: 16 MiB of dequantised rows per sgemm call */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_MAX 0 /* every buffer its own allocation, so ASan sees overruns between them */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_MAX 0
+#endif
+#endif
+#ifndef ARENA_MAX
+#define ARENA_MAX (64u << 20) /* largest scratch arena a model keeps between passes */
+#endif
+#define SPILL_MAX  64
 
 typedef struct pass {
 	engine_model *m;
@@ -31,7 +42,68 @@ typedef struct pass {
 	int8_t *act_q;  /* (T, max_cols) 8-bit activations, when the kernels have rows_q8 */
 	float *act_d;   /* (T, max_cols / 32) their scales */
 	int32_t *act_s; /* their sums (engine_act_quant) */
+	/* scratch: a stack in the model's arena, spilling to the heap past it */
+	size_t used, peak;
+	void *spill[SPILL_MAX];
+	size_t spill_at[SPILL_MAX];
+	int n_spill;
 } pass;
+
+/* ------------------------------------------------------------ scratch */
+
+/* A pass's buffers come from an arena the model keeps: malloc'd buffers of
+ * this size come and go as fresh pages, and in a 16-sequence decode step the
+ * page faults on them cost about 7% (perf). The arena is sized to the largest
+ * pass seen so far (up to ARENA_MAX); a pass that needs more spills to the heap
+ * for what does not fit. Buffers are released in stack order (scratch_mark,
+ * scratch_release). */
+static void *scratch_alloc(pass *P, size_t bytes)
+{
+	size_t at = P->used;
+	bytes = (bytes + 63) & ~(size_t)63;
+	P->used += bytes;
+	P->peak = P->used > P->peak ? P->used : P->peak;
+	if (P->used <= P->m->arena_cap)
+		return P->m->arena + at;
+	void *p = P->n_spill < SPILL_MAX ? ag_malloc(bytes) : NULL;
+	if (!p) {
+		P->used = at;
+		return NULL;
+	}
+	P->spill[P->n_spill] = p;
+	P->spill_at[P->n_spill++] = at;
+	return p;
+}
+
+static size_t scratch_mark(const pass *P) { return P->used; }
+
+static void scratch_release(pass *P, size_t mark)
+{
+	while (P->n_spill && P->spill_at[P->n_spill - 1] >= mark)
+		ag_free(P->spill[--P->n_spill]);
+	P->used = mark;
+}
+
+/* Before a pass: the arena grows to the largest need seen (its contents are
+ * scratch, so nothing is copied). A failure only means spilling. */
+static void scratch_begin(pass *P)
+{
+	engine_model *m = P->m;
+	if (m->arena_cap < m->arena_peak) {
+		ag_free(m->arena);
+		m->arena = ag_malloc(m->arena_peak);
+		m->arena_cap = m->arena ? m->arena_peak : 0;
+	}
+	P->used = P->peak = 0;
+	P->n_spill = 0;
+}
+
+static void scratch_end(pass *P)
+{
+	scratch_release(P, 0);
+	size_t want = P->peak < ARENA_MAX ? P->peak : ARENA_MAX;
+	P->m->arena_peak = want > P->m->arena_peak ? want : P->m->arena_peak;
+}
 
 /* ------------------------------------------------------------ matmul */
 
@@ -144,7 +216,7 @@ static void rows_job(const pass *P, int n, const engine_weight *const *w, const 
 	/* the matrices of a job share x, so it is quantised once, here */
 	if (quant && P->act_q && T <= P->T) {
 		size_t cols = (size_t)w[0]->cols;
-		engine_act_quant(x, T, cols, P->act_q, P->act_d, P->act_s);
+		P->m->kern->act_quant(x, T, cols, P->act_q, P->act_d, P->act_s);
 		j.xq = (engine_q8act){.q = P->act_q, .d = P->act_d, .neg_sum = P->act_s, .n = cols};
 	}
 	engine_pool_run(P->m->pool, mm_task, &j);
@@ -197,50 +269,51 @@ static void mamba_task(void *ctx, int i, int n)
 {
 	mamba_job *j = ctx;
 	const engine_config *c = &j->P->m->cfg;
+	const engine_kernels *kern = j->P->m->kern;
 	const engine_layer *L = j->L;
 	size_t D = c->d_inner, N = c->d_state, R = c->dt_rank, K = c->d_conv, CL = K - 1, T = j->P->T;
-	size_t d0 = D * (size_t)i / (size_t)n, d1 = D * (size_t)(i + 1) / (size_t)n;
+	/* ranges start at multiples of 16: a channel keeps its lane in the vector
+	 * kernels whatever the thread count (kernels_mamba.c) */
+	size_t d0 = D * (size_t)i / (size_t)n / 16 * 16, d1 = i + 1 == n ? D : D * (size_t)(i + 1) / (size_t)n / 16 * 16;
+	if (d0 >= d1)
+		return;
 	if (!j->scan) {
-		for (size_t d = d0; d < d1; d++) {
-			const float *w = L->conv_w + d * K;
-			for (size_t t = 0; t < T; t++) {
-				/* this token's sequence, this layer, this channel; oldest first */
-				float *win = j->P->seq[t]->conv + ((size_t)L->index * D + d) * CL;
-				float xt = j->xz[t * 2 * D + d];
-				float acc = L->conv_b[d];
+		for (size_t t = 0; t < T; t++) {
+			/* this token's sequence, this layer; each channel's window oldest first */
+			float *conv = j->P->seq[t]->conv + (size_t)L->index * D * CL;
+			const float *xt = j->xz + t * 2 * D;
+			float *ut = j->u + t * D;
+			for (size_t d = d0; d < d1; d++) {
+				const float *w = L->conv_w + d * K;
+				float *win = conv + d * CL, acc = L->conv_b[d];
 				for (size_t q = 0; q < CL; q++)
 					acc += w[q] * win[q];
-				acc += w[CL] * xt;
-				if (CL) {
-					memmove(win, win + 1, (CL - 1) * sizeof(float));
-					win[CL - 1] = xt;
-				}
-				j->u[t * D + d] = engine_silu(acc);
+				acc += w[CL] * xt[d];
+				for (size_t q = 0; q + 1 < CL; q++)
+					win[q] = win[q + 1];
+				if (CL)
+					win[CL - 1] = xt[d];
+				ut[d] = acc;
 			}
+			kern->silu_mul(ut + d0, NULL, d1 - d0);
 		}
 		return;
 	}
-	for (size_t d = d0; d < d1; d++) {
-		const float *A = L->ssm_a + d * N;
-		for (size_t t = 0; t < T; t++) {
-			float *s = j->P->seq[t]->ssm + ((size_t)L->index * D + d) * N;
-			const float *B = j->p + t * (R + 2 * N) + R, *C = B + N;
-			float dl = engine_softplus(j->delta[t * D + d] + L->dt_b[d]);
-			float ut = j->u[t * D + d];
-			float yv = j->P->m->kern->ssm_step(s, A, B, C, dl, dl * ut, N);
-			yv += L->ssm_d[d] * ut;
-			j->y[t * D + d] = yv * engine_silu(j->xz[t * 2 * D + D + d]);
-		}
+	for (size_t t = 0; t < T; t++) {
+		float *st = j->P->seq[t]->ssm + ((size_t)L->index * D + d0) * N;
+		const float *B = j->p + t * (R + 2 * N) + R;
+		kern->ssm_scan(st, L->ssm_a + d0 * N, B, B + N, j->delta + t * D + d0, L->dt_b + d0, j->u + t * D + d0,
+			       L->ssm_d + d0, j->xz + t * 2 * D + D + d0, j->y + t * D + d0, d1 - d0, N);
 	}
 }
 
-static int mamba(const pass *P, const engine_layer *L, const float *xn, float *out)
+static int mamba(pass *P, const engine_layer *L, const float *xn, float *out)
 {
 	const engine_config *c = &P->m->cfg;
-	size_t T = P->T, D = c->d_inner, N = c->d_state, R = c->dt_rank;
-	float *xz = ag_malloc(T * 2 * D * sizeof(float)), *u = ag_malloc(T * D * sizeof(float));
-	float *p = ag_malloc(T * (R + 2 * N) * sizeof(float)), *dtn = ag_malloc(T * R * sizeof(float));
-	float *delta = ag_malloc(T * D * sizeof(float)), *y = ag_malloc(T * D * sizeof(float));
+	size_t T = P->T, D = c->d_inner, N = c->d_state, R = c->dt_rank, mark = scratch_mark(P);
+	float *xz = scratch_alloc(P, T * 2 * D * sizeof(float)), *u = scratch_alloc(P, T * D * sizeof(float));
+	float *p = scratch_alloc(P, T * (R + 2 * N) * sizeof(float)), *dtn = scratch_alloc(P, T * R * sizeof(float));
+	float *delta = scratch_alloc(P, T * D * sizeof(float)), *y = scratch_alloc(P, T * D * sizeof(float));
 	int rc = 0;
 	if (!xz || !u || !p || !dtn || !delta || !y) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
@@ -261,12 +334,7 @@ static int mamba(const pass *P, const engine_layer *L, const float *xn, float *o
 	engine_pool_run(P->m->pool, mamba_task, &j);
 	matmul(P, &L->ssm_out, y, T, out, c->n_embd);
 done:
-	ag_free(xz);
-	ag_free(u);
-	ag_free(p);
-	ag_free(dtn);
-	ag_free(delta);
-	ag_free(y);
+	scratch_release(P, mark);
 	return rc;
 }
 
@@ -275,16 +343,18 @@ done:
 /* Q, K and V for the chunk; K and V go to each token's sequence at its
  * position, then every token attends to its own sequence's cache up to and
  * including itself (attention.c). */
-static int attention(const pass *P, const engine_layer *L, const float *xn, float *out)
+static int attention(pass *P, const engine_layer *L, const float *xn, float *out)
 {
 	const engine_config *c = &P->m->cfg;
 	size_t T = P->T, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)L->n_head_kv * c->head_dim;
-	float *q = ag_malloc(T * qd * sizeof(float)), *att = ag_malloc(T * qd * sizeof(float));
-	float *kv = ag_malloc(2 * T * kvd * sizeof(float));
-	const float **caches = ag_malloc(2 * T * sizeof(float *));
-	uint64_t *len = ag_malloc(T * sizeof(uint64_t));
+	size_t mark = scratch_mark(P);
+	float *q = scratch_alloc(P, T * qd * sizeof(float)), *att = scratch_alloc(P, T * qd * sizeof(float));
+	float *kv = scratch_alloc(P, 2 * T * kvd * sizeof(float));
+	const float **caches = scratch_alloc(P, 2 * T * sizeof(float *));
+	const uint16_t **caches16 = scratch_alloc(P, 2 * T * sizeof(uint16_t *));
+	uint64_t *len = scratch_alloc(P, T * sizeof(uint64_t));
 	int rc = 0;
-	if (!q || !att || !kv || !caches || !len) {
+	if (!q || !att || !kv || !caches || !caches16 || !len) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
 		goto done;
 	}
@@ -301,16 +371,26 @@ static int attention(const pass *P, const engine_layer *L, const float *xn, floa
 		caches[T + t] = vc;
 		len[t] = P->pos[t] + 1;
 	}
-	rc = engine_attention(P->m->pool, P->m->kern, T, c->n_head, c->head_dim, L->n_head_kv, q, caches,
-			      caches + T, len, att);
+	/* the kernel set may attend over a BF16 copy, kept up to date here */
+	bool bf16 = P->m->kern->att16_scores != NULL;
+	for (size_t t = 0; t < T && bf16 && !rc; t++) {
+		engine_state *s = P->seq[t];
+		rc = engine_state_kv16_sync(s, L->index, P->pos[t], P->pos[t] + 1);
+		caches16[t] = rc ? NULL : s->k16[L->index];
+		caches16[T + t] = rc ? NULL : s->v16[L->index];
+	}
+	if (rc)
+		goto done;
+	if (bf16)
+		rc = engine_attention16(P->m->pool, P->m->kern, T, c->n_head, c->head_dim, L->n_head_kv, q,
+					caches16, caches16 + T, len, att);
+	else
+		rc = engine_attention(P->m->pool, P->m->kern, T, c->n_head, c->head_dim, L->n_head_kv, q,
+				      caches, caches + T, len, att);
 	if (!rc)
 		matmul(P, &L->wo, att, T, out, c->n_embd);
 done:
-	ag_free(q);
-	ag_free(att);
-	ag_free(kv);
-	ag_free(caches);
-	ag_free(len);
+	scratch_release(P, mark);
 	return rc;
 }
 
@@ -324,8 +404,7 @@ static void swiglu(const pass *P, const engine_weight *gate, const engine_weight
 	float *ys[2] = {g, u};
 	size_t ld[2] = {F, F};
 	matmul_n(P, 2, w, x, T, ys, ld);
-	for (size_t i = 0; i < T * F; i++)
-		g[i] = engine_silu(g[i]) * u[i];
+	P->m->kern->silu_mul(g, u, T * F);
 	matmul(P, down, g, T, out, down->rows);
 }
 
@@ -336,15 +415,16 @@ static engine_weight expert_view(const engine_weight *w, uint32_t e)
 	return v;
 }
 
-static int moe(const pass *P, const engine_layer *L, const float *xn, float *out)
+static int moe(pass *P, const engine_layer *L, const float *xn, float *out)
 {
 	const engine_config *c = &P->m->cfg;
 	size_t T = P->T, E = c->n_embd, F = c->n_ff, X = c->n_expert, K = c->n_expert_used;
-	float *logits = ag_malloc(T * X * sizeof(float)), *xe = ag_malloc(T * E * sizeof(float));
-	float *g = ag_malloc(T * F * sizeof(float)), *u = ag_malloc(T * F * sizeof(float));
-	float *oe = ag_malloc(T * E * sizeof(float)), *wsel = ag_malloc(T * K * sizeof(float));
-	uint32_t *sel = ag_malloc(T * K * sizeof(uint32_t)), *tok = ag_malloc(T * sizeof(uint32_t));
-	float *tw = ag_malloc(T * sizeof(float));
+	size_t mark = scratch_mark(P);
+	float *logits = scratch_alloc(P, T * X * sizeof(float)), *xe = scratch_alloc(P, T * E * sizeof(float));
+	float *g = scratch_alloc(P, T * F * sizeof(float)), *u = scratch_alloc(P, T * F * sizeof(float));
+	float *oe = scratch_alloc(P, T * E * sizeof(float)), *wsel = scratch_alloc(P, T * K * sizeof(float));
+	uint32_t *sel = scratch_alloc(P, T * K * sizeof(uint32_t)), *tok = scratch_alloc(P, T * sizeof(uint32_t));
+	float *tw = scratch_alloc(P, T * sizeof(float));
 	int rc = 0;
 	if (!logits || !xe || !g || !u || !oe || !wsel || !sel || !tok || !tw) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
@@ -394,29 +474,20 @@ static int moe(const pass *P, const engine_layer *L, const float *xn, float *out
 				out[tok[q] * E + i] += tw[q] * oe[q * E + i];
 	}
 done:
-	ag_free(logits);
-	ag_free(xe);
-	ag_free(g);
-	ag_free(u);
-	ag_free(oe);
-	ag_free(wsel);
-	ag_free(sel);
-	ag_free(tok);
-	ag_free(tw);
+	scratch_release(P, mark);
 	return rc;
 }
 
-static int dense(const pass *P, const engine_layer *L, const float *xn, float *out)
+static int dense(pass *P, const engine_layer *L, const float *xn, float *out)
 {
-	size_t T = P->T, F = P->m->cfg.n_ff;
-	float *g = ag_malloc(T * F * sizeof(float)), *u = ag_malloc(T * F * sizeof(float));
+	size_t T = P->T, F = P->m->cfg.n_ff, mark = scratch_mark(P);
+	float *g = scratch_alloc(P, T * F * sizeof(float)), *u = scratch_alloc(P, T * F * sizeof(float));
 	int rc = 0;
 	if (!g || !u)
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
 	else
 		swiglu(P, &L->gate, &L->up, &L->down, xn, T, g, u, out);
-	ag_free(g);
-	ag_free(u);
+	scratch_release(P, mark);
 	return rc;
 }
 
@@ -437,16 +508,17 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 	for (size_t i = 0; i < 4; i++)
 		mc = dims[i] > mc ? dims[i] : mc;
 	P->max_cols = mc;
-	P->scratch = ag_malloc((size_t)P->n_threads * mc * sizeof(float));
+	scratch_begin(P);
+	P->scratch = scratch_alloc(P, (size_t)P->n_threads * mc * sizeof(float));
 	bool gemm = T >= P->gemm_min;
 	P->act_q = NULL;
 	P->act_d = NULL;
 	P->act_s = NULL;
 	bool quant = m->kern->rows_q8 && !gemm;
 	if (quant) {
-		P->act_q = ag_malloc(T * mc);
-		P->act_d = ag_malloc(T * (mc / 32 + 1) * sizeof(float));
-		P->act_s = ag_malloc(engine_act_quant_sums(T, mc + 32) * sizeof(int32_t));
+		P->act_q = scratch_alloc(P, T * mc);
+		P->act_d = scratch_alloc(P, T * (mc / 32 + 1) * sizeof(float));
+		P->act_s = scratch_alloc(P, engine_act_quant_sums(T, mc + 32) * sizeof(int32_t));
 	}
 	if (gemm && m->deq_floats < (size_t)P->n_threads * DEQ_FLOATS) {
 		/* kept by the model: fresh pages for every prompt chunk cost page faults */
@@ -455,8 +527,8 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 		m->deq_floats = m->deq ? (size_t)P->n_threads * DEQ_FLOATS : 0;
 	}
 	P->deq = gemm ? m->deq : NULL;
-	float *x = ag_malloc(T * E * sizeof(float)), *xn = ag_malloc(T * E * sizeof(float));
-	float *out = ag_malloc(T * E * sizeof(float));
+	float *x = scratch_alloc(P, T * E * sizeof(float)), *xn = scratch_alloc(P, T * E * sizeof(float));
+	float *out = scratch_alloc(P, T * E * sizeof(float));
 	if (!P->scratch || (gemm && !P->deq) || !x || !xn || !out ||
 	    (quant && (!P->act_q || !P->act_d || !P->act_s))) {
 		rc = ag_error_set(AG_ENOMEM, "forward: out of memory");
@@ -495,13 +567,7 @@ static int run_chunk(pass *P, const int32_t *tokens, float *logits, bool all_log
 		}
 	}
 done:
-	ag_free(P->scratch);
-	ag_free(P->act_q);
-	ag_free(P->act_d);
-	ag_free(P->act_s);
-	ag_free(x);
-	ag_free(xn);
-	ag_free(out);
+	scratch_end(P);
 	return rc;
 }
 

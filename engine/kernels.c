@@ -346,17 +346,6 @@ void engine_att_accum_portable(float *o, const float *w, const float *V, size_t 
 			o[e] += w[p] * V[p * stride + e];
 }
 
-float engine_ssm_step_portable(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
-			       size_t N)
-{
-	float y = 0;
-	for (size_t q = 0; q < N; q++) {
-		s[q] = s[q] * expf(dl * A[q]) + B[q] * xdt;
-		y += s[q] * C[q];
-	}
-	return y;
-}
-
 const engine_kernels engine_kernels_portable = {
 	.name = "portable",
 	.dot = dot_portable,
@@ -365,5 +354,6 @@ const engine_kernels engine_kernels_portable = {
 	.att_scores = engine_att_scores_portable,
 	.att_exp = engine_att_exp_portable,
 	.att_accum = engine_att_accum_portable,
-	.ssm_step = engine_ssm_step_portable,
+	.ssm_scan = engine_ssm_scan_portable,
+	.silu_mul = engine_silu_mul_portable,
 };

@@ -49,9 +49,9 @@ void engine_rows_q8_portable(const engine_weight *w, const engine_q8act *xq, siz
 				int32_t isum = 0;
 				for (int j = 0; j < 32; j++)
 					isum += wi[j] * a[b * 32 + j];
-				/* two roundings, a product then a sum, in block order: the
-				 * interleaved VNNI kernel does exactly these */
-				s += (float)isum * (dw * xq->d[t * nb + b]);
+				/* the scales' product rounded, then a fused multiply-add, in
+				 * block order: the interleaved VNNI kernel does exactly these */
+				s = fmaf((float)isum, dw * xq->d[t * nb + b], s);
 			}
 			y[t * ldy + r] = s;
 		}

@@ -181,9 +181,9 @@ static inline int32_t rd32(const int8_t *p)
 
 /* One 16-row group against TB tokens from t0: acc[t] lane i = row i's sum for
  * token t0 + t. Per block the integer sums are exact, then, as in
- * engine_rows_q8_portable, acc += (float)sum * (scale_w * scale_a), a product
- * and a sum rounded in block order: a (row, token) gets the same bits in any
- * tile, and the same as the portable definition. */
+ * engine_rows_q8_portable, acc = fma((float)sum, scale_w * scale_a, acc), in
+ * block order: a (row, token) gets the same bits in any tile, and the same as
+ * the portable definition. */
 TVNNI static inline __attribute__((always_inline)) void group_tile(uint32_t type, const uint8_t *g, size_t nb,
 								   const engine_q8act *xq, size_t t0,
 								   size_t TB, __m512 *acc)
@@ -213,17 +213,24 @@ TVNNI static inline __attribute__((always_inline)) void group_tile(uint32_t type
 		{
 			const int8_t *a = xq->q + (t0 + t) * xq->n + b * 32;
 			int32_t neg = xq->neg_sum[((t0 + t) * pairs + b / 2) * 16 + (b % 2) * 8];
-			/* two chains, so the eight dependent VPDPBUSDs overlap */
-			__m512i s0 = _mm512_set1_epi32(neg * offset), s1 = _mm512_setzero_si512();
-			_Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2)
-			{
-				s0 = _mm512_dpbusd_epi32(s0, wv[k], _mm512_set1_epi32(rd32(a + 4 * k)));
-				s1 = _mm512_dpbusd_epi32(s1, wv[k + 1],
-							 _mm512_set1_epi32(rd32(a + 4 * k + 4)));
+			__m512i s0 = _mm512_set1_epi32(neg * offset);
+			if (TB >= 4) {
+				/* the tile's tokens are independent chains enough: one each */
+				_Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) s0 =
+					_mm512_dpbusd_epi32(s0, wv[k], _mm512_set1_epi32(rd32(a + 4 * k)));
+			} else {
+				/* two chains, so the eight dependent VPDPBUSDs overlap */
+				__m512i s1 = _mm512_setzero_si512();
+				_Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2)
+				{
+					s0 = _mm512_dpbusd_epi32(s0, wv[k], _mm512_set1_epi32(rd32(a + 4 * k)));
+					s1 = _mm512_dpbusd_epi32(s1, wv[k + 1],
+								 _mm512_set1_epi32(rd32(a + 4 * k + 4)));
+				}
+				s0 = _mm512_add_epi32(s0, s1);
 			}
 			__m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(xq->d[(t0 + t) * nb + b]));
-			acc[t] = _mm512_add_ps(
-				acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), d));
+			acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), d, acc[t]);
 		}
 	}
 }
@@ -304,6 +311,31 @@ TVNNI void engine_row_to_f32_i16(const engine_weight *w, uint64_t row, float *ou
 		_mm512_storeu_ps(out + b * 32, _mm512_mul_ps(lo, d));
 		_mm512_storeu_ps(out + b * 32 + 16, _mm512_mul_ps(hi, d));
 	}
+}
+
+/* The bytes engine_act_quant writes: the same scale (127 / amax, a float
+ * division), products rounded to nearest even as lrintf does in the default
+ * mode. */
+TVNNI void engine_act_quant_avx512(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum)
+{
+	size_t nb = n / 32, pairs = (nb + 1) / 2;
+	memset(neg_sum, 0, engine_act_quant_sums(n_tok, n) * sizeof(int32_t));
+	const __m512 sign = _mm512_set1_ps(-0.0f);
+	for (size_t t = 0; t < n_tok; t++)
+		for (size_t b = 0; b < nb; b++) {
+			const float *v = x + t * n + b * 32;
+			__m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16);
+			float amax = _mm512_reduce_max_ps(
+				_mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1)));
+			float inv = amax > 0 ? 127.0f / amax : 0.0f;
+			__m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(inv))),
+				q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(inv)));
+			_mm_storeu_si128((__m128i *)(void *)(q + t * n + b * 32), _mm512_cvtepi32_epi8(q0));
+			_mm_storeu_si128((__m128i *)(void *)(q + t * n + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
+			d[t * nb + b] = amax / 127.0f;
+			neg_sum[(t * pairs + b / 2) * 16 + (b % 2) * 8] =
+				-_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+		}
 }
 
 void engine_rows_q8_vnni(const engine_weight *w, const engine_q8act *xq, size_t n_tok, float *y, size_t ldy,

@@ -17,9 +17,8 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
-#include <immintrin.h>
 
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+#include "engine/x86_internal.h"
 #define T256 __attribute__((target("avx2,fma,f16c")))
 
 /* Scalar tails (float weights whose rows are not a multiple of 32 wide). */
@@ -265,26 +264,6 @@ T512 static void att_scores512(const float *q, size_t group, size_t hd, const fl
 	}
 }
 
-/* exp(x) for x <= 0 as 2^n * P(r): n = round(x / ln 2), r = x - n ln 2 in two
- * parts, P a degree-6 Taylor polynomial (error about 2 ulp); scalef takes the
- * far negative end to 0. */
-T512 static inline __m512 exp512(__m512 x)
-{
-	x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
-	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-	__m512 p = _mm512_set1_ps(1.0f / 720);
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-	return _mm512_scalef_ps(p, n);
-}
-
 T512 static float att_exp512(float *s, size_t n, float m)
 {
 	__m512 sum = _mm512_setzero_ps(), mv = _mm512_set1_ps(m);
@@ -323,22 +302,10 @@ T512 static void att_accum512(float *o, const float *w, const float *V, size_t s
 		_mm512_storeu_ps(o + 16 * v, acc[v]);
 }
 
-/* d_state 16 (every Jamba) is one vector: one vector exp instead of sixteen expf. */
-T512 static float ssm_step512(float *s, const float *A, const float *B, const float *C, float dl, float xdt,
-			      size_t N)
-{
-	if (N != 16)
-		return engine_ssm_step_portable(s, A, B, C, dl, xdt, N);
-	__m512 decay = exp512(_mm512_mul_ps(_mm512_set1_ps(dl), _mm512_loadu_ps(A)));
-	__m512 st = _mm512_fmadd_ps(_mm512_loadu_ps(s), decay,
-				    _mm512_mul_ps(_mm512_loadu_ps(B), _mm512_set1_ps(xdt)));
-	_mm512_storeu_ps(s, st);
-	return hsum512(_mm512_mul_ps(st, _mm512_loadu_ps(C)));
-}
-
 #define AVX512_KERNELS                                                                                       \
 	.dot = dot512, .row_to_f32 = row_to_f32_512, .rows = rows512, .att_scores = att_scores512,           \
-	.att_exp = att_exp512, .att_accum = att_accum512, .ssm_step = ssm_step512
+	.att_exp = att_exp512, .att_accum = att_accum512, .ssm_scan = engine_ssm_scan_avx512,  \
+	.silu_mul = engine_silu_mul_avx512
 
 static const engine_kernels kernels_avx512 = {.name = "avx512", AVX512_KERNELS};
 
@@ -369,19 +336,26 @@ static void rows_vnni(const engine_weight *w, const float *x, size_t n_tok, floa
 	}
 }
 
-/* AVX-512 with integer Q8_0/Q4_0 products on 8-bit activations (kernels_vnni.c):
- * opt-in, since it rounds the activations. */
+/* AVX-512 with integer Q8_0/Q4_0 products on 8-bit activations (kernels_vnni.c)
+ * and attention over a BF16 copy of the cache (kernels_att16.c): opt-in,
+ * since both round. With VDPBF16PS where the CPU has it, else the same sums
+ * with the halves widened. */
+#define AVX512VNNI_KERNELS                                                                                   \
+	.name = "avx512vnni", .dot = dot512, .row_to_f32 = row_to_f32_vnni, .rows = rows_vnni,               \
+	.att_scores = att_scores512, .att_exp = att_exp512, .att_accum = att_accum512,                      \
+	.ssm_scan = engine_ssm_scan_avx512, .silu_mul = engine_silu_mul_avx512,                              \
+	.rows_q8 = engine_rows_q8_vnni, .act_quant = engine_act_quant_avx512, .layout = ENGINE_LAYOUT_I16
+
+static const engine_kernels kernels_avx512vnni_bf16 = {
+	AVX512VNNI_KERNELS,
+	.att16_scores = engine_att16_scores_avx512bf16,
+	.att16_accum = engine_att16_accum_avx512bf16,
+};
+
 static const engine_kernels kernels_avx512vnni = {
-	.name = "avx512vnni",
-	.dot = dot512,
-	.row_to_f32 = row_to_f32_vnni,
-	.rows = rows_vnni,
-	.att_scores = att_scores512,
-	.att_exp = att_exp512,
-	.att_accum = att_accum512,
-	.ssm_step = ssm_step512,
-	.rows_q8 = engine_rows_q8_vnni,
-	.layout = ENGINE_LAYOUT_I16,
+	AVX512VNNI_KERNELS,
+	.att16_scores = engine_att16_scores_avx512,
+	.att16_accum = engine_att16_accum_avx512,
 };
 
 /* ================================================================ AVX2 */
@@ -561,7 +535,8 @@ static const engine_kernels kernels_avx2 = {
 	.att_scores = engine_att_scores_portable,
 	.att_exp = engine_att_exp_portable,
 	.att_accum = engine_att_accum_portable,
-	.ssm_step = engine_ssm_step_portable,
+	.ssm_scan = engine_ssm_scan_portable,
+	.silu_mul = engine_silu_mul_portable,
 };
 
 /* F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does
@@ -587,10 +562,11 @@ const engine_kernels *engine_kernels_find(const char *name)
 		return avx2 ? &kernels_avx2 : NULL;
 	if (!strcmp(name, "avx512"))
 		return avx512 ? &kernels_avx512 : NULL;
-	if (!strcmp(name, "avx512vnni"))
-		return avx512 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi")
-			       ? &kernels_avx512vnni
-			       : NULL;
+	if (!strcmp(name, "avx512vnni")) {
+		if (!avx512 || !__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512vbmi"))
+			return NULL;
+		return __builtin_cpu_supports("avx512bf16") ? &kernels_avx512vnni_bf16 : &kernels_avx512vnni;
+	}
 	if (!strcmp(name, "best"))
 		return avx512 ? &kernels_avx512 : avx2 ? &kernels_avx2 : &engine_kernels_portable;
 #else

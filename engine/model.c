@@ -552,6 +552,7 @@ void engine_model_free(engine_model *m)
 	ag_free(m->vocab_chat_template);
 	engine_pool_free(m->pool);
 	ag_free(m->deq);
+	ag_free(m->arena);
 	pthread_mutex_destroy(&m->pool_lock);
 	engine_gguf_free(m->gguf);
 	if (m->map)

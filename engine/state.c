@@ -63,6 +63,13 @@ void engine_state_free(engine_state *s)
 		if (s->v)
 			ag_free(s->v[i]);
 	}
+	for (uint32_t i = 0; s->k16 && i < s->n_attn; i++) {
+		ag_free(s->k16[i]);
+		ag_free(s->v16[i]);
+	}
+	ag_free(s->k16);
+	ag_free(s->v16);
+	ag_free(s->n16);
 	ag_free(s->k);
 	ag_free(s->v);
 	ag_free(s->kv_dim);
@@ -130,6 +137,8 @@ void engine_state_reset(engine_state *s)
 	memset(s->ssm, 0, (size_t)s->n_mamba * s->d_inner * s->d_state * sizeof(float));
 	s->n_kv = 0;
 	s->n_tokens = 0;
+	if (s->n16)
+		memset(s->n16, 0, s->n_attn * sizeof(uint64_t));
 }
 
 uint64_t engine_state_n_tokens(const engine_state *s) { return s->n_tokens; }
@@ -148,6 +157,57 @@ int engine_state_drop_oldest(engine_state *s, uint64_t n)
 		memmove(s->v[i], s->v[i] + n * row, (size_t)(s->n_kv - n) * row * sizeof(float));
 	}
 	s->n_kv -= n;
+	if (s->n16) /* the copies' blocks no longer line up: rebuilt on next use */
+		memset(s->n16, 0, s->n_attn * sizeof(uint64_t));
+	return 0;
+}
+
+/* Grows every layer's BF16 copy to the F32 capacity; the new part is zeroed,
+ * so positions past the end hold no NaN that a zero weight would spread. */
+static int kv16_grow(engine_state *s)
+{
+	if (!s->k16) {
+		s->k16 = ag_calloc(s->n_attn, sizeof(uint16_t *));
+		s->v16 = ag_calloc(s->n_attn, sizeof(uint16_t *));
+		s->n16 = ag_calloc(s->n_attn, sizeof(uint64_t));
+		if (!s->k16 || !s->v16 || !s->n16) {
+			ag_free(s->k16);
+			ag_free(s->v16);
+			ag_free(s->n16);
+			s->k16 = s->v16 = NULL;
+			s->n16 = NULL;
+			return ag_error_set(AG_ENOMEM, "state: out of memory");
+		}
+	}
+	for (uint32_t i = 0; i < s->n_attn; i++) {
+		size_t old = (size_t)s->cap16 * s->kv_dim[i], want = (size_t)s->cap * s->kv_dim[i];
+		uint16_t *k = ag_realloc(s->k16[i], want * sizeof(uint16_t));
+		if (!k)
+			return ag_error_set(AG_ENOMEM, "state: out of memory for the BF16 cache");
+		s->k16[i] = k;
+		uint16_t *v = ag_realloc(s->v16[i], want * sizeof(uint16_t));
+		if (!v)
+			return ag_error_set(AG_ENOMEM, "state: out of memory for the BF16 cache");
+		s->v16[i] = v;
+		memset(k + old, 0, (want - old) * sizeof(uint16_t));
+		memset(v + old, 0, (want - old) * sizeof(uint16_t));
+	}
+	s->cap16 = s->cap;
+	return 0;
+}
+
+int engine_state_kv16_sync(engine_state *s, uint32_t layer, uint64_t from, uint64_t upto)
+{
+	if (!s->k16 || s->cap16 < s->cap) {
+		int rc = kv16_grow(s);
+		if (rc)
+			return rc;
+	}
+	size_t kvd = s->kv_dim[layer];
+	uint64_t n = s->n16[layer] < from ? s->n16[layer] : from;
+	for (; n < upto; n++)
+		engine_kv16_put(s->k16[layer], s->v16[layer], kvd, n, s->k[layer] + n * kvd, s->v[layer] + n * kvd);
+	s->n16[layer] = upto;
 	return 0;
 }
 

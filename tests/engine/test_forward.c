@@ -94,10 +94,13 @@ static void check_model(const engine_jamba_random *p, size_t n)
 		assert_int_equal(engine_prefill(m, s, toks, n, fast), 0);
 		/* avx512vnni rounds the activations of Q8_0/Q4_0 products to 8 bits:
 		 * 2-3% of the largest logit on these random models instead of 1e-5,
-		 * for those types and in decode only (prefill here goes through sgemm) */
-		bool int8 = !strcmp(kernels[k], "avx512vnni") &&
-			    (p->weight_type == ENGINE_TYPE_Q8_0 || p->weight_type == ENGINE_TYPE_Q4_0);
-		double tol_ref = int8 && n < 8 ? 6e-2 : 1e-4, tol_dec = int8 ? 6e-2 : 1e-5;
+		 * for those types and in decode only (prefill here goes through sgemm);
+		 * and it attends over a BF16 copy of the cache: ~1e-3 for every type
+		 * (test_att16.c holds those kernels to their definition) */
+		bool vnni = !strcmp(kernels[k], "avx512vnni");
+		bool int8 = vnni && (p->weight_type == ENGINE_TYPE_Q8_0 || p->weight_type == ENGINE_TYPE_Q4_0);
+		double tol_ref = int8 && n < 8 ? 6e-2 : vnni ? 1e-2 : 1e-4,
+		       tol_dec = int8 ? 6e-2 : vnni ? 1e-2 : 1e-5;
 		double e = rel_err(fast, ref, c->n_vocab);
 		if (!(e <= tol_ref))
 			fail_msg("%s %s: fast vs reference relative error %.3g > %.g", kernels[k],

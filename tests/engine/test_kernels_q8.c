@@ -321,10 +321,43 @@ static void test_vnni_rows_match_definition(void **state)
 	}
 }
 
+/* The set's vector quantiser writes the portable one's bytes, ties and zero
+ * blocks included. */
+static void test_act_quant_vector_matches(void **state)
+{
+	(void)state;
+	const engine_kernels *k = engine_kernels_find("avx512vnni");
+	if (!k) {
+		print_message("avx512vnni: not on this CPU, skipped\n");
+		skip();
+	}
+	enum { T = 3, N = 32 * 7 };
+	float x[T * N];
+	for (size_t i = 0; i < T * N; i++)
+		x[i] = uniform() * (float)(1 + i % 5);
+	for (size_t i = 32; i < 64; i++)
+		x[i] = 0; /* an all-zero block */
+	for (size_t i = 64; i < 96; i++)
+		x[i] = (float)((int)i % 9 - 4) * 0.5f; /* products that land on .5: ties */
+	x[64] = 127.0f / 0.5f * 0.5f;
+	int8_t q1[T * N], q2[T * N];
+	float d1[T * 7], d2[T * 7];
+	size_t ns = engine_act_quant_sums(T, N);
+	int32_t *s1 = malloc(ns * sizeof(int32_t)), *s2 = malloc(ns * sizeof(int32_t));
+	engine_act_quant(x, T, N, q1, d1, s1);
+	k->act_quant(x, T, N, q2, d2, s2);
+	assert_memory_equal(q1, q2, sizeof q1);
+	assert_memory_equal(d1, d2, sizeof d1);
+	assert_memory_equal(s1, s2, ns * sizeof(int32_t));
+	free(s1);
+	free(s2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_act_quant_rounding),
+		cmocka_unit_test(test_act_quant_vector_matches),
 		cmocka_unit_test(test_vnni_rows_match_definition),
 		cmocka_unit_test(test_interleaved_match_definition),
 		cmocka_unit_test(test_interleaved_experts),
