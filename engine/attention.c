@@ -25,11 +25,11 @@ typedef struct attn_round {
 	const engine_kernels *kern;
 	size_t H, hd, kvh, group, kvd;
 	float scale;
-	const float *q;                   /* (T, H * hd) */
-	const float *const *k, *const *v; /* per token: its cache (len, kvd) */
+	const float *q;                          /* (T, H * hd) */
+	const float *const *k, *const *v;        /* per token: its cache (len, kvd) */
 	const uint16_t *const *k16, *const *v16; /* or its BF16 copy (kernels_att16.c) */
-	const uint64_t *len;              /* per token: positions it attends to */
-	size_t t0, t1;                    /* tokens of this round */
+	const uint64_t *len;                     /* per token: positions it attends to */
+	size_t t0, t1;                           /* tokens of this round */
 	size_t n_items;
 	size_t *item_t, *item_seg, *item_g; /* (n_items) */
 	float *part;                        /* (n_items, group, hd + 2): o, then max, sum */
@@ -215,9 +215,9 @@ int engine_attention(engine_pool *pool, const engine_kernels *kern, size_t T, si
 	return run(pool, &r, T, att);
 }
 
-int engine_attention16(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd, size_t kvh,
-		       const float *q, const uint16_t *const *k, const uint16_t *const *v, const uint64_t *len,
-		       float *att)
+int engine_attention16(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd,
+		       size_t kvh, const float *q, const uint16_t *const *k, const uint16_t *const *v,
+		       const uint64_t *len, float *att)
 {
 	attn_round r = {.kern = kern,
 			.H = H,

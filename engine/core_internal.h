@@ -107,8 +107,8 @@ typedef struct engine_kernels {
 	 * state value, y = (s . C + Dsk * u) * silu(z); A rows and states of N
 	 * floats, B and C the token's N values. */
 	void (*ssm_scan)(float *s, const float *A, const float *B, const float *C, const float *delta,
-			 const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
-			 size_t N);
+			 const float *dt_b, const float *u, const float *Dsk, const float *z, float *y,
+			 size_t n, size_t N);
 	/* x[i] = silu(x[i]) * m[i] (m NULL: silu alone), i < n. */
 	void (*silu_mul)(float *x, const float *m, size_t n);
 	/* Optional (NULL in the exact sets): Q8_0 and Q4_0 rows against activations
@@ -150,12 +150,12 @@ uint16_t engine_bf16(float x);
 void engine_kv16_put(uint16_t *K16, uint16_t *V16, size_t kvd, uint64_t pos, const float *k, const float *v);
 void engine_att16_scores_portable(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
 				  size_t g, size_t nblk, float scale, float *s, size_t lds);
-void engine_att16_accum_portable(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
-				 size_t hd);
-void engine_att16_scores_avx512bf16(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
-				    size_t g, size_t nblk, float scale, float *s, size_t lds);
-void engine_att16_accum_avx512bf16(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
-				   size_t hd);
+void engine_att16_accum_portable(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g,
+				 size_t nblk, size_t hd);
+void engine_att16_scores_avx512bf16(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K,
+				    size_t kvd, size_t g, size_t nblk, float scale, float *s, size_t lds);
+void engine_att16_accum_avx512bf16(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g,
+				   size_t nblk, size_t hd);
 void engine_att16_scores_avx512(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
 				size_t g, size_t nblk, float scale, float *s, size_t lds);
 void engine_att16_accum_avx512(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
@@ -185,12 +185,12 @@ void engine_att_accum_portable(float *o, const float *w, const float *V, size_t 
 /* The Mamba and SwiGLU arithmetic (kernels_mamba.c): portable, and AVX-512
  * (x86-64 only). */
 void engine_ssm_scan_portable(float *s, const float *A, const float *B, const float *C, const float *delta,
-			      const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
-			      size_t N);
+			      const float *dt_b, const float *u, const float *Dsk, const float *z, float *y,
+			      size_t n, size_t N);
 void engine_silu_mul_portable(float *x, const float *m, size_t n);
 void engine_ssm_scan_avx512(float *s, const float *A, const float *B, const float *C, const float *delta,
-			    const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
-			    size_t N);
+			    const float *dt_b, const float *u, const float *Dsk, const float *z, float *y,
+			    size_t n, size_t N);
 void engine_silu_mul_avx512(float *x, const float *m, size_t n);
 
 extern const engine_kernels engine_kernels_portable;
@@ -235,7 +235,7 @@ struct engine_model {
 	pthread_mutex_t pool_lock; /* engine_set_threads against running passes */
 	float *deq;                /* sgemm's dequantised row blocks (forward.c), under pool_lock */
 	size_t deq_floats;
-	uint8_t *arena;            /* a pass's scratch buffers (forward.c), under pool_lock */
+	uint8_t *arena; /* a pass's scratch buffers (forward.c), under pool_lock */
 	size_t arena_cap, arena_peak;
 	size_t max_kv_dim; /* largest n_head_kv * head_dim */
 	/* vocabulary handed to the tokenizer */
@@ -271,9 +271,9 @@ int engine_attention(engine_pool *pool, const engine_kernels *kern, size_t T, si
 		     const float *q, const float *const *k, const float *const *v, const uint64_t *len,
 		     float *att);
 /* The same over BF16 copies (kern->att16_*). */
-int engine_attention16(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd, size_t kvh,
-		       const float *q, const uint16_t *const *k, const uint16_t *const *v, const uint64_t *len,
-		       float *att);
+int engine_attention16(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd,
+		       size_t kvh, const float *q, const uint16_t *const *k, const uint16_t *const *v,
+		       const uint64_t *len, float *att);
 
 /* Brings attention layer layer's BF16 copy up to position upto (exclusive)
  * from the F32 cache, first dropping what it held at or past from (positions

@@ -27,7 +27,7 @@
 #ifndef ARENA_MAX
 #define ARENA_MAX (64u << 20) /* largest scratch arena a model keeps between passes */
 #endif
-#define SPILL_MAX  64
+#define SPILL_MAX 64
 
 typedef struct pass {
 	engine_model *m;
@@ -274,7 +274,8 @@ static void mamba_task(void *ctx, int i, int n)
 	size_t D = c->d_inner, N = c->d_state, R = c->dt_rank, K = c->d_conv, CL = K - 1, T = j->P->T;
 	/* ranges start at multiples of 16: a channel keeps its lane in the vector
 	 * kernels whatever the thread count (kernels_mamba.c) */
-	size_t d0 = D * (size_t)i / (size_t)n / 16 * 16, d1 = i + 1 == n ? D : D * (size_t)(i + 1) / (size_t)n / 16 * 16;
+	size_t d0 = D * (size_t)i / (size_t)n / 16 * 16,
+	       d1 = i + 1 == n ? D : D * (size_t)(i + 1) / (size_t)n / 16 * 16;
 	if (d0 >= d1)
 		return;
 	if (!j->scan) {
@@ -302,8 +303,9 @@ static void mamba_task(void *ctx, int i, int n)
 	for (size_t t = 0; t < T; t++) {
 		float *st = j->P->seq[t]->ssm + ((size_t)L->index * D + d0) * N;
 		const float *B = j->p + t * (R + 2 * N) + R;
-		kern->ssm_scan(st, L->ssm_a + d0 * N, B, B + N, j->delta + t * D + d0, L->dt_b + d0, j->u + t * D + d0,
-			       L->ssm_d + d0, j->xz + t * 2 * D + D + d0, j->y + t * D + d0, d1 - d0, N);
+		kern->ssm_scan(st, L->ssm_a + d0 * N, B, B + N, j->delta + t * D + d0, L->dt_b + d0,
+			       j->u + t * D + d0, L->ssm_d + d0, j->xz + t * 2 * D + D + d0,
+			       j->y + t * D + d0, d1 - d0, N);
 	}
 }
 
@@ -312,7 +314,8 @@ static int mamba(pass *P, const engine_layer *L, const float *xn, float *out)
 	const engine_config *c = &P->m->cfg;
 	size_t T = P->T, D = c->d_inner, N = c->d_state, R = c->dt_rank, mark = scratch_mark(P);
 	float *xz = scratch_alloc(P, T * 2 * D * sizeof(float)), *u = scratch_alloc(P, T * D * sizeof(float));
-	float *p = scratch_alloc(P, T * (R + 2 * N) * sizeof(float)), *dtn = scratch_alloc(P, T * R * sizeof(float));
+	float *p = scratch_alloc(P, T * (R + 2 * N) * sizeof(float)),
+	      *dtn = scratch_alloc(P, T * R * sizeof(float));
 	float *delta = scratch_alloc(P, T * D * sizeof(float)), *y = scratch_alloc(P, T * D * sizeof(float));
 	int rc = 0;
 	if (!xz || !u || !p || !dtn || !delta || !y) {
@@ -420,10 +423,12 @@ static int moe(pass *P, const engine_layer *L, const float *xn, float *out)
 	const engine_config *c = &P->m->cfg;
 	size_t T = P->T, E = c->n_embd, F = c->n_ff, X = c->n_expert, K = c->n_expert_used;
 	size_t mark = scratch_mark(P);
-	float *logits = scratch_alloc(P, T * X * sizeof(float)), *xe = scratch_alloc(P, T * E * sizeof(float));
+	float *logits = scratch_alloc(P, T * X * sizeof(float)),
+	      *xe = scratch_alloc(P, T * E * sizeof(float));
 	float *g = scratch_alloc(P, T * F * sizeof(float)), *u = scratch_alloc(P, T * F * sizeof(float));
 	float *oe = scratch_alloc(P, T * E * sizeof(float)), *wsel = scratch_alloc(P, T * K * sizeof(float));
-	uint32_t *sel = scratch_alloc(P, T * K * sizeof(uint32_t)), *tok = scratch_alloc(P, T * sizeof(uint32_t));
+	uint32_t *sel = scratch_alloc(P, T * K * sizeof(uint32_t)),
+		 *tok = scratch_alloc(P, T * sizeof(uint32_t));
 	float *tw = scratch_alloc(P, T * sizeof(float));
 	int rc = 0;
 	if (!logits || !xe || !g || !u || !oe || !wsel || !sel || !tok || !tw) {

@@ -30,7 +30,7 @@ uint16_t engine_bf16(float x)
 	memcpy(&u, &x, 4);
 	if ((u & 0x7fffffffu) > 0x7f800000u)
 		return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
-	u += 0x7fffu + ((u >> 16) & 1);               /* round to nearest, ties to even */
+	u += 0x7fffu + ((u >> 16) & 1);              /* round to nearest, ties to even */
 	return (uint16_t)(u >> 16);
 }
 
@@ -61,16 +61,18 @@ void engine_att16_scores_portable(const uint16_t *q16, size_t group, size_t hd, 
 			for (size_t p = 0; p < 16; p++) {
 				float acc = 0;
 				for (size_t j = 0; j < hd / 2; j++) {
-					acc += bf16_to_f32(q16[h * hd + 2 * j]) * bf16_to_f32(kb[j * 32 + p * 2]);
-					acc += bf16_to_f32(q16[h * hd + 2 * j + 1]) * bf16_to_f32(kb[j * 32 + p * 2 + 1]);
+					acc += bf16_to_f32(q16[h * hd + 2 * j]) *
+					       bf16_to_f32(kb[j * 32 + p * 2]);
+					acc += bf16_to_f32(q16[h * hd + 2 * j + 1]) *
+					       bf16_to_f32(kb[j * 32 + p * 2 + 1]);
 				}
 				s[h * lds + b * 16 + p] = acc * scale;
 			}
 	}
 }
 
-void engine_att16_accum_portable(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
-				 size_t hd)
+void engine_att16_accum_portable(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g,
+				 size_t nblk, size_t hd)
 {
 	for (size_t b = 0; b < nblk; b++) {
 		const uint16_t *vb = V + b * 16 * kvd + g * hd * 2;
@@ -117,7 +119,7 @@ TF static inline __m512 dp_wide(__m512 acc, __m512i w, __m512i x)
 /* Scores four heads at a time: the K vector of a channel pair is loaded once
  * for the four, each head's pair broadcast. Head sizes up to 256 (128 in
  * every Jamba); larger ones go to the portable definition. */
-#define ATT16_SCORES(NAME, TARGET, DP)                                                                      \
+#define ATT16_SCORES(NAME, TARGET, DP)                                                                       \
 	TARGET static void NAME(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd, \
 				size_t g, size_t nblk, float scale, float *s, size_t lds)                    \
 	{                                                                                                    \
@@ -153,38 +155,41 @@ TF static inline __m512 dp_wide(__m512 acc, __m512i w, __m512i x)
 
 /* o stays in registers over all blocks; each block's 16 weights are rounded
  * to BF16 once and broadcast a position pair at a time. */
-#define ATT16_ACCUM(NAME, TARGET, DP)                                                                      \
-	TARGET static void NAME(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g,          \
-				size_t nblk, size_t hd)                                                     \
-	{                                                                                                   \
-		if (hd % 16 || hd > 256) {                                                                  \
-			engine_att16_accum_portable(o, w, V, kvd, g, nblk, hd);                             \
-			return;                                                                             \
-		}                                                                                           \
-		size_t nv = hd / 16;                                                                        \
-		__m512 acc[16];                                                                             \
-		for (size_t v = 0; v < nv; v++)                                                             \
-			acc[v] = _mm512_loadu_ps(o + 16 * v);                                               \
-		for (size_t b = 0; b < nblk; b++) {                                                         \
-			const uint16_t *vb = V + b * 16 * kvd + g * hd * 2;                                 \
-			__m512i r = _mm512_add_epi32(                                                       \
-				_mm512_castps_si512(_mm512_loadu_ps(w + b * 16)), _mm512_set1_epi32(0x7fff)); \
-			__m512i wi = _mm512_srli_epi32(                                                     \
-				_mm512_add_epi32(r, _mm512_and_si512(_mm512_srli_epi32(                      \
-							    _mm512_castps_si512(_mm512_loadu_ps(w + b * 16)), 16), \
-						    _mm512_set1_epi32(1))),                                 \
-				16);                                                                        \
-			uint16_t w16[16];                                                                   \
-			_mm256_storeu_si256((__m256i *)w16, _mm512_cvtepi32_epi16(wi));                     \
-			for (size_t i = 0; i < 8; i++) {                                                    \
-				__m512i wp = _mm512_set1_epi32((int)pair_at(w16 + 2 * i));                  \
-				const uint16_t *row = vb + i * kvd * 2;                                     \
-				for (size_t v = 0; v < nv; v++)                                             \
-					acc[v] = DP(acc[v], wp, _mm512_loadu_si512(row + 32 * v));          \
-			}                                                                                   \
-		}                                                                                           \
-		for (size_t v = 0; v < nv; v++)                                                             \
-			_mm512_storeu_ps(o + 16 * v, acc[v]);                                               \
+#define ATT16_ACCUM(NAME, TARGET, DP)                                                                        \
+	TARGET static void NAME(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g,           \
+				size_t nblk, size_t hd)                                                      \
+	{                                                                                                    \
+		if (hd % 16 || hd > 256) {                                                                   \
+			engine_att16_accum_portable(o, w, V, kvd, g, nblk, hd);                              \
+			return;                                                                              \
+		}                                                                                            \
+		size_t nv = hd / 16;                                                                         \
+		__m512 acc[16];                                                                              \
+		for (size_t v = 0; v < nv; v++)                                                              \
+			acc[v] = _mm512_loadu_ps(o + 16 * v);                                                \
+		for (size_t b = 0; b < nblk; b++) {                                                          \
+			const uint16_t *vb = V + b * 16 * kvd + g * hd * 2;                                  \
+			__m512i r = _mm512_add_epi32(_mm512_castps_si512(_mm512_loadu_ps(w + b * 16)),       \
+						     _mm512_set1_epi32(0x7fff));                             \
+			__m512i wi = _mm512_srli_epi32(                                                      \
+				_mm512_add_epi32(                                                            \
+					r, _mm512_and_si512(                                                 \
+						   _mm512_srli_epi32(                                        \
+							   _mm512_castps_si512(_mm512_loadu_ps(w + b * 16)), \
+							   16),                                              \
+						   _mm512_set1_epi32(1))),                                   \
+				16);                                                                         \
+			uint16_t w16[16];                                                                    \
+			_mm256_storeu_si256((__m256i *)w16, _mm512_cvtepi32_epi16(wi));                      \
+			for (size_t i = 0; i < 8; i++) {                                                     \
+				__m512i wp = _mm512_set1_epi32((int)pair_at(w16 + 2 * i));                   \
+				const uint16_t *row = vb + i * kvd * 2;                                      \
+				for (size_t v = 0; v < nv; v++)                                              \
+					acc[v] = DP(acc[v], wp, _mm512_loadu_si512(row + 32 * v));           \
+			}                                                                                    \
+		}                                                                                            \
+		for (size_t v = 0; v < nv; v++)                                                              \
+			_mm512_storeu_ps(o + 16 * v, acc[v]);                                                \
 	}
 
 ATT16_SCORES(scores_bf16, TB16, dp_bf16)
@@ -194,8 +199,8 @@ ATT16_ACCUM(accum_wide, TF, dp_wide)
 
 /* Scores for head sizes the vector code does not take go to the portable
  * definition; the accumulation checks for itself. */
-static void scores_check(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd, size_t g,
-			 size_t nblk, float scale, float *s, size_t lds, bool bf16)
+static void scores_check(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
+			 size_t g, size_t nblk, float scale, float *s, size_t lds, bool bf16)
 {
 	if (hd % 2 || hd > 256)
 		engine_att16_scores_portable(q16, group, hd, K, kvd, g, nblk, scale, s, lds);
@@ -205,8 +210,8 @@ static void scores_check(const uint16_t *q16, size_t group, size_t hd, const uin
 		scores_wide(q16, group, hd, K, kvd, g, nblk, scale, s, lds);
 }
 
-void engine_att16_scores_avx512bf16(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K, size_t kvd,
-				    size_t g, size_t nblk, float scale, float *s, size_t lds)
+void engine_att16_scores_avx512bf16(const uint16_t *q16, size_t group, size_t hd, const uint16_t *K,
+				    size_t kvd, size_t g, size_t nblk, float scale, float *s, size_t lds)
 {
 	scores_check(q16, group, hd, K, kvd, g, nblk, scale, s, lds, true);
 }
@@ -217,8 +222,8 @@ void engine_att16_scores_avx512(const uint16_t *q16, size_t group, size_t hd, co
 	scores_check(q16, group, hd, K, kvd, g, nblk, scale, s, lds, false);
 }
 
-void engine_att16_accum_avx512bf16(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g, size_t nblk,
-				   size_t hd)
+void engine_att16_accum_avx512bf16(float *o, const float *w, const uint16_t *V, size_t kvd, size_t g,
+				   size_t nblk, size_t hd)
 {
 	accum_bf16(o, w, V, kvd, g, nblk, hd);
 }

@@ -18,8 +18,8 @@
 #include "engine/core_internal.h"
 
 void engine_ssm_scan_portable(float *s, const float *A, const float *B, const float *C, const float *delta,
-			      const float *dt_b, const float *u, const float *Dsk, const float *z, float *y, size_t n,
-			      size_t N)
+			      const float *dt_b, const float *u, const float *Dsk, const float *z, float *y,
+			      size_t n, size_t N)
 {
 	for (size_t c = 0; c < n; c++) {
 		float dl = engine_softplus(delta[c] + dt_b[c]), xdt = dl * u[c], yv = 0;
@@ -44,7 +44,8 @@ void engine_silu_mul_portable(float *x, const float *m, size_t n)
 
 T512 static inline __m512 silu512(__m512 x)
 {
-	return _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+	return _mm512_div_ps(
+		x, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
 /* log(w) for w >= 1: w = 2^k m with m in [sqrt(1/2), sqrt(2)), and
@@ -74,7 +75,8 @@ T512 static inline __m512 log512(__m512 w)
  * w = 1 + e^x, (e^x - (w - 1)) / w, so tiny e^x keep their digits. */
 T512 static inline __m512 softplus512(__m512 x)
 {
-	__m512 e = exp512(_mm512_min_ps(x, _mm512_set1_ps(20.0f))), w = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+	__m512 e = exp512(_mm512_min_ps(x, _mm512_set1_ps(20.0f))),
+	       w = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
 	__m512 corr = _mm512_div_ps(_mm512_sub_ps(e, _mm512_sub_ps(w, _mm512_set1_ps(1.0f))), w);
 	__m512 sp = _mm512_add_ps(log512(w), corr);
 	return _mm512_mask_mov_ps(sp, _mm512_cmp_ps_mask(x, _mm512_set1_ps(20.0f), _CMP_GT_OQ), x);
@@ -106,7 +108,8 @@ T512 static void ssm_scan_group(float *s, const float *A, __m512 Bv, __m512 Cv, 
 				size_t n)
 {
 	__mmask16 k = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
-	__m512 dl = softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, delta), _mm512_maskz_loadu_ps(k, dt_b)));
+	__m512 dl =
+		softplus512(_mm512_add_ps(_mm512_maskz_loadu_ps(k, delta), _mm512_maskz_loadu_ps(k, dt_b)));
 	__m512 uu = _mm512_maskz_loadu_ps(k, u);
 	float dla[16], xa[16];
 	_mm512_storeu_ps(dla, dl);
@@ -128,8 +131,8 @@ T512 static void ssm_scan_group(float *s, const float *A, __m512 Bv, __m512 Cv, 
 }
 
 T512 void engine_ssm_scan_avx512(float *s, const float *A, const float *B, const float *C, const float *delta,
-				 const float *dt_b, const float *u, const float *Dsk, const float *z, float *y,
-				 size_t n, size_t N)
+				 const float *dt_b, const float *u, const float *Dsk, const float *z,
+				 float *y, size_t n, size_t N)
 {
 	if (N != 16) {
 		engine_ssm_scan_portable(s, A, B, C, delta, dt_b, u, Dsk, z, y, n, N);
@@ -137,8 +140,8 @@ T512 void engine_ssm_scan_avx512(float *s, const float *A, const float *B, const
 	}
 	__m512 Bv = _mm512_loadu_ps(B), Cv = _mm512_loadu_ps(C);
 	for (size_t c = 0; c < n; c += 16)
-		ssm_scan_group(s + c * 16, A + c * 16, Bv, Cv, delta + c, dt_b + c, u + c, Dsk + c, z + c, y + c,
-			       n - c);
+		ssm_scan_group(s + c * 16, A + c * 16, Bv, Cv, delta + c, dt_b + c, u + c, Dsk + c, z + c,
+			       y + c, n - c);
 }
 
 T512 void engine_silu_mul_avx512(float *x, const float *m, size_t n)

@@ -223,7 +223,8 @@ TVNNI static inline __attribute__((always_inline)) void group_tile(uint32_t type
 				__m512i s1 = _mm512_setzero_si512();
 				_Pragma("GCC unroll 4") for (int k = 0; k < 8; k += 2)
 				{
-					s0 = _mm512_dpbusd_epi32(s0, wv[k], _mm512_set1_epi32(rd32(a + 4 * k)));
+					s0 = _mm512_dpbusd_epi32(s0, wv[k],
+								 _mm512_set1_epi32(rd32(a + 4 * k)));
 					s1 = _mm512_dpbusd_epi32(s1, wv[k + 1],
 								 _mm512_set1_epi32(rd32(a + 4 * k + 4)));
 				}
@@ -316,7 +317,8 @@ TVNNI void engine_row_to_f32_i16(const engine_weight *w, uint64_t row, float *ou
 /* The bytes engine_act_quant writes: the same scale (127 / amax, a float
  * division), products rounded to nearest even as lrintf does in the default
  * mode. */
-TVNNI void engine_act_quant_avx512(const float *x, size_t n_tok, size_t n, int8_t *q, float *d, int32_t *neg_sum)
+TVNNI void engine_act_quant_avx512(const float *x, size_t n_tok, size_t n, int8_t *q, float *d,
+				   int32_t *neg_sum)
 {
 	size_t nb = n / 32, pairs = (nb + 1) / 2;
 	memset(neg_sum, 0, engine_act_quant_sums(n_tok, n) * sizeof(int32_t));
@@ -331,7 +333,8 @@ TVNNI void engine_act_quant_avx512(const float *x, size_t n_tok, size_t n, int8_
 			__m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, _mm512_set1_ps(inv))),
 				q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, _mm512_set1_ps(inv)));
 			_mm_storeu_si128((__m128i *)(void *)(q + t * n + b * 32), _mm512_cvtepi32_epi8(q0));
-			_mm_storeu_si128((__m128i *)(void *)(q + t * n + b * 32 + 16), _mm512_cvtepi32_epi8(q1));
+			_mm_storeu_si128((__m128i *)(void *)(q + t * n + b * 32 + 16),
+					 _mm512_cvtepi32_epi8(q1));
 			d[t * nb + b] = amax / 127.0f;
 			neg_sum[(t * pairs + b / 2) * 16 + (b % 2) * 8] =
 				-_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));

@@ -304,7 +304,7 @@ T512 static void att_accum512(float *o, const float *w, const float *V, size_t s
 
 #define AVX512_KERNELS                                                                                       \
 	.dot = dot512, .row_to_f32 = row_to_f32_512, .rows = rows512, .att_scores = att_scores512,           \
-	.att_exp = att_exp512, .att_accum = att_accum512, .ssm_scan = engine_ssm_scan_avx512,  \
+	.att_exp = att_exp512, .att_accum = att_accum512, .ssm_scan = engine_ssm_scan_avx512,                \
 	.silu_mul = engine_silu_mul_avx512
 
 static const engine_kernels kernels_avx512 = {.name = "avx512", AVX512_KERNELS};
@@ -342,7 +342,7 @@ static void rows_vnni(const engine_weight *w, const float *x, size_t n_tok, floa
  * with the halves widened. */
 #define AVX512VNNI_KERNELS                                                                                   \
 	.name = "avx512vnni", .dot = dot512, .row_to_f32 = row_to_f32_vnni, .rows = rows_vnni,               \
-	.att_scores = att_scores512, .att_exp = att_exp512, .att_accum = att_accum512,                      \
+	.att_scores = att_scores512, .att_exp = att_exp512, .att_accum = att_accum512,                       \
 	.ssm_scan = engine_ssm_scan_avx512, .silu_mul = engine_silu_mul_avx512,                              \
 	.rows_q8 = engine_rows_q8_vnni, .act_quant = engine_act_quant_avx512, .layout = ENGINE_LAYOUT_I16
 

@@ -206,7 +206,8 @@ int engine_state_kv16_sync(engine_state *s, uint32_t layer, uint64_t from, uint6
 	size_t kvd = s->kv_dim[layer];
 	uint64_t n = s->n16[layer] < from ? s->n16[layer] : from;
 	for (; n < upto; n++)
-		engine_kv16_put(s->k16[layer], s->v16[layer], kvd, n, s->k[layer] + n * kvd, s->v[layer] + n * kvd);
+		engine_kv16_put(s->k16[layer], s->v16[layer], kvd, n, s->k[layer] + n * kvd,
+				s->v[layer] + n * kvd);
 	s->n16[layer] = upto;
 	return 0;
 }

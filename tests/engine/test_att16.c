@@ -152,14 +152,17 @@ static void check_simd(scores_fn scores, accum_fn accum, const char *name)
 				uint16_t *q16 = malloc(group * hd * sizeof(uint16_t));
 				for (size_t i = 0; i < group * hd; i++)
 					q16[i] = engine_bf16(rnd());
-				float *s1 = calloc(group * 64, sizeof(float)), *s2 = calloc(group * 64, sizeof(float));
+				float *s1 = calloc(group * 64, sizeof(float)),
+				      *s2 = calloc(group * 64, sizeof(float));
 				float w[64], o1[128], o2[128];
 				for (size_t g = 0; g < kvh; g++) {
-					engine_att16_scores_portable(q16, group, hd, c.k16, kvd, g, nblk, 0.25f, s1, 64);
+					engine_att16_scores_portable(q16, group, hd, c.k16, kvd, g, nblk,
+								     0.25f, s1, 64);
 					scores(q16, group, hd, c.k16, kvd, g, nblk, 0.25f, s2, 64);
 					double e = max_rel(s2, s1, group * 64);
 					if (!(e < 1e-5))
-						fail_msg("%s scores hd %zu group %zu: %.3g", name, hd, group, e);
+						fail_msg("%s scores hd %zu group %zu: %.3g", name, hd, group,
+							 e);
 					for (size_t p = 0; p < 64; p++)
 						w[p] = p < n ? fabsf(rnd()) : 0;
 					for (size_t i = 0; i < hd; i++)
@@ -168,7 +171,8 @@ static void check_simd(scores_fn scores, accum_fn accum, const char *name)
 					accum(o2, w, c.v16, kvd, g, nblk, hd);
 					e = max_rel(o2, o1, hd);
 					if (!(e < 1e-5))
-						fail_msg("%s accum hd %zu group %zu: %.3g", name, hd, group, e);
+						fail_msg("%s accum hd %zu group %zu: %.3g", name, hd, group,
+							 e);
 				}
 				free(q16);
 				free(s1);

@@ -98,9 +98,14 @@ static void check_model(const engine_jamba_random *p, size_t n)
 		 * and it attends over a BF16 copy of the cache: ~1e-3 for every type
 		 * (test_att16.c holds those kernels to their definition) */
 		bool vnni = !strcmp(kernels[k], "avx512vnni");
-		bool int8 = vnni && (p->weight_type == ENGINE_TYPE_Q8_0 || p->weight_type == ENGINE_TYPE_Q4_0);
-		double tol_ref = int8 && n < 8 ? 6e-2 : vnni ? 1e-2 : 1e-4,
-		       tol_dec = int8 ? 6e-2 : vnni ? 1e-2 : 1e-5;
+		bool int8 =
+			vnni && (p->weight_type == ENGINE_TYPE_Q8_0 || p->weight_type == ENGINE_TYPE_Q4_0);
+		double tol_ref = int8 && n < 8 ? 6e-2
+				 : vnni        ? 1e-2
+					       : 1e-4,
+		       tol_dec = int8   ? 6e-2
+				 : vnni ? 1e-2
+					: 1e-5;
 		double e = rel_err(fast, ref, c->n_vocab);
 		if (!(e <= tol_ref))
 			fail_msg("%s %s: fast vs reference relative error %.3g > %.g", kernels[k],

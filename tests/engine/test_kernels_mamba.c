@@ -40,7 +40,8 @@ static bool have_avx512(void)
 static void close_to(const float *got, const float *want, size_t n, double tol, const char *what)
 {
 	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)got[i] - want[i]), scale = fabs((double)want[i]) > 1e-3 ? fabs(want[i]) : 1e-3;
+		double d = fabs((double)got[i] - want[i]),
+		       scale = fabs((double)want[i]) > 1e-3 ? fabs(want[i]) : 1e-3;
 		if (!(d <= tol * scale))
 			fail_msg("%s[%zu]: %.9g vs %.9g", what, i, got[i], want[i]);
 	}
@@ -62,7 +63,8 @@ static void test_scan_matches_definition(void **state)
 			float *s1 = malloc(n * N * sizeof(float)), *s2 = malloc(n * N * sizeof(float));
 			float *A = malloc(n * N * sizeof(float)), B[16], C[16];
 			float *delta = malloc(n * sizeof(float)), *dtb = malloc(n * sizeof(float));
-			float *u = malloc(n * sizeof(float)), *Dsk = malloc(n * sizeof(float)), *z = malloc(n * sizeof(float));
+			float *u = malloc(n * sizeof(float)), *Dsk = malloc(n * sizeof(float)),
+			      *z = malloc(n * sizeof(float));
 			float *y1 = malloc(n * sizeof(float)), *y2 = malloc(n * sizeof(float));
 			for (size_t i = 0; i < n * N; i++) {
 				s1[i] = s2[i] = rnd();
@@ -73,7 +75,8 @@ static void test_scan_matches_definition(void **state)
 				C[q] = rnd();
 			}
 			for (size_t c = 0; c < n; c++) {
-				/* softplus inputs from -30 to +30: its exp tail, its middle, its linear part */
+				/* softplus inputs from -30 to +30: its exp tail, its middle, its linear part
+				 */
 				delta[c] = 30 * rnd();
 				dtb[c] = rnd();
 				u[c] = rnd();
