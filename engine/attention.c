@@ -197,21 +197,27 @@ static int run(engine_pool *pool, attn_round *rp, size_t T, float *att)
 	return 0;
 }
 
+static attn_round round_for(const engine_kernels *kern, size_t H, size_t hd, size_t kvh, const float *q,
+			    const uint64_t *len)
+{
+	return (attn_round){.kern = kern,
+			    .H = H,
+			    .hd = hd,
+			    .kvh = kvh,
+			    .group = H / kvh,
+			    .kvd = kvh * hd,
+			    .scale = 1.0f / sqrtf((float)hd),
+			    .q = q,
+			    .len = len};
+}
+
 int engine_attention(engine_pool *pool, const engine_kernels *kern, size_t T, size_t H, size_t hd, size_t kvh,
 		     const float *q, const float *const *k, const float *const *v, const uint64_t *len,
 		     float *att)
 {
-	attn_round r = {.kern = kern,
-			.H = H,
-			.hd = hd,
-			.kvh = kvh,
-			.group = H / kvh,
-			.kvd = kvh * hd,
-			.scale = 1.0f / sqrtf((float)hd),
-			.q = q,
-			.k = k,
-			.v = v,
-			.len = len};
+	attn_round r = round_for(kern, H, hd, kvh, q, len);
+	r.k = k;
+	r.v = v;
 	return run(pool, &r, T, att);
 }
 
@@ -219,16 +225,8 @@ int engine_attention16(engine_pool *pool, const engine_kernels *kern, size_t T, 
 		       size_t kvh, const float *q, const uint16_t *const *k, const uint16_t *const *v,
 		       const uint64_t *len, float *att)
 {
-	attn_round r = {.kern = kern,
-			.H = H,
-			.hd = hd,
-			.kvh = kvh,
-			.group = H / kvh,
-			.kvd = kvh * hd,
-			.scale = 1.0f / sqrtf((float)hd),
-			.q = q,
-			.k16 = k,
-			.v16 = v,
-			.len = len};
+	attn_round r = round_for(kern, H, hd, kvh, q, len);
+	r.k16 = k;
+	r.v16 = v;
 	return run(pool, &r, T, att);
 }

@@ -101,7 +101,7 @@ static void scratch_begin(pass *P)
 static void scratch_end(pass *P)
 {
 	scratch_release(P, 0);
-	size_t want = P->peak < ARENA_MAX ? P->peak : ARENA_MAX;
+	size_t want = P->peak > (size_t)ARENA_MAX ? (size_t)ARENA_MAX : P->peak;
 	P->m->arena_peak = want > P->m->arena_peak ? want : P->m->arena_peak;
 }
 

@@ -17,6 +17,7 @@
 
 #include "engine/core_internal.h" /* the module's own tests: kernels and the copy's layout */
 #include "engine/engine.h"
+#include "tests/support/random_model.h"
 
 static float from_bf16(uint16_t h)
 {
@@ -208,15 +209,7 @@ static engine_model *make(uint64_t seed)
 	engine_jamba_random p;
 	engine_jamba_random_init(&p); /* GQA attention (4 query heads, 2 KV heads of 16) */
 	p.seed = seed;
-	const char *d = getenv("TEST_TMPDIR");
-	char path[512];
-	snprintf(path, sizeof path, "%s/att16-%llu.gguf", d && *d ? d : "/tmp", (unsigned long long)seed);
-	if (engine_jamba_random_write(&p, path))
-		fail_msg("write: %s", ag_error_last());
-	engine_model *m;
-	if (engine_model_load(&m, path))
-		fail_msg("load: %s", ag_error_last());
-	return m;
+	return support_random_model(&p, "att16");
 }
 
 static int32_t tok(uint64_t i, uint32_t vocab) { return (int32_t)((i * 2654435761u + 17) % vocab); }

@@ -15,20 +15,7 @@
 #include <cmocka.h>
 
 #include "engine/engine.h"
-
-static engine_model *make(const engine_jamba_random *p, const char *tag)
-{
-	const char *d = getenv("TEST_TMPDIR");
-	char path[512];
-	snprintf(path, sizeof path, "%s/batch-%s-%llu.gguf", d && *d ? d : "/tmp", tag,
-		 (unsigned long long)p->seed);
-	if (engine_jamba_random_write(p, path))
-		fail_msg("write: %s", ag_error_last());
-	engine_model *m;
-	if (engine_model_load(&m, path))
-		fail_msg("load: %s", ag_error_last());
-	return m;
-}
+#include "tests/support/random_model.h"
 
 static int32_t tok(uint64_t i, uint32_t vocab) { return (int32_t)((i * 2654435761u + 17) % vocab); }
 
@@ -87,7 +74,7 @@ static void test_batch_equals_alone(void **state)
 		p.weight_type = types[t];
 		p.seed = 300 + t;
 		p.d_state = t == 0 ? 16 : 8;
-		engine_model *m = make(&p, "eq");
+		engine_model *m = support_random_model(&p, "eq");
 		for (size_t k = 0; k < 4; k++) {
 			if (engine_set_kernels(m, kernels[k]))
 				continue;
@@ -108,9 +95,9 @@ static void test_batch_errors(void **state)
 	engine_jamba_random p;
 	engine_jamba_random_init(&p);
 	p.seed = 310;
-	engine_model *m = make(&p, "err"), *other;
+	engine_model *m = support_random_model(&p, "err"), *other;
 	p.seed = 311;
-	other = make(&p, "err2");
+	other = support_random_model(&p, "err2");
 	engine_state *s[3], *foreign;
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(engine_state_new(&s[i], m), 0);
@@ -149,7 +136,7 @@ static void test_long_context_reference(void **state)
 	p.n_head_kv = 1; /* MQA: four query heads share the cache, as in the 3B */
 	p.d_state = 16;  /* every Jamba's: the SIMD scan step takes it in one vector */
 	p.seed = 320;
-	engine_model *m = make(&p, "long");
+	engine_model *m = support_random_model(&p, "long");
 	assert_int_equal(engine_set_threads(m, 2), 0);
 	uint32_t V = engine_model_config(m)->n_vocab;
 	enum { N = 4200 };

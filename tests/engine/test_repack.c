@@ -18,19 +18,7 @@
 #include <cmocka.h>
 
 #include "engine/engine.h"
-
-static engine_model *make(const engine_jamba_random *p, const char *tag)
-{
-	const char *d = getenv("TEST_TMPDIR");
-	char path[512];
-	snprintf(path, sizeof path, "%s/repack-%s-%u.gguf", d && *d ? d : "/tmp", tag, p->weight_type);
-	if (engine_jamba_random_write(p, path))
-		fail_msg("write: %s", ag_error_last());
-	engine_model *m;
-	if (engine_model_load(&m, path))
-		fail_msg("load: %s", ag_error_last());
-	return m;
-}
+#include "tests/support/random_model.h"
 
 static int32_t tok(uint64_t i, uint32_t vocab) { return (int32_t)((i * 2654435761u + 5) % vocab); }
 
@@ -89,7 +77,7 @@ static void check_batch(engine_model *m)
 
 static void check_shape(engine_jamba_random *p, const char *tag)
 {
-	engine_model *m = make(p, tag);
+	engine_model *m = support_random_model(p, tag);
 	uint32_t V = engine_model_config(m)->n_vocab;
 	uint8_t id[32];
 	memcpy(id, engine_model_identity(m), sizeof id);
@@ -153,7 +141,7 @@ static void test_odd_shapes(void **state)
 		p.tied = true;
 		p.seed = 41 + i;
 		if (!probe) {
-			probe = make(&p, "probe");
+			probe = support_random_model(&p, "probe");
 			bool vnni = engine_set_kernels(probe, "avx512vnni") == 0;
 			engine_model_free(probe);
 			if (!vnni) {
