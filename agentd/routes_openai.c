@@ -530,7 +530,7 @@ static int do_chat(agentd_model *model, chat_call *c, engine_chat_response *r)
 /* ------------------------------------------------------------ streaming */
 
 #define KEEPALIVE    ": keep-alive\n\n"
-#define KEEPALIVE_NS (250 * 1000000LL)
+#define KEEPALIVE_NS (100 * 1000000LL)
 
 typedef struct chat_stream {
 	pthread_mutex_t lock;

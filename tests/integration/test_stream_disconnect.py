@@ -2,8 +2,11 @@
 stops its generation at once (the decode steps stop and the stream's slot is
 freed, long before max_tokens would end it), and concurrent streams are decoded
 together in batched passes (the engine's counters in /metrics show it).
-A random model (greedy, it never ends its turn) keeps the streams long whatever
-the shipped model learns."""
+A random model keeps the streams long whatever the shipped model learns: greedy,
+it goes on for thousands of tokens, and it is wide enough (512) that 2,000 of
+them take seconds (a 64-wide one now decodes its 2,872 in a quarter of a
+second, shorter than the server's keep-alive writes take to notice a client
+that left)."""
 import http.client
 import json
 import os
@@ -37,16 +40,20 @@ def open_stream(d, content, max_tokens):
 
 
 def test_disconnect_stops_generation(d):
-    # control: left alone, this request runs for thousands of tokens
+    # control: left alone, this request runs to its 2,000 tokens
+    t0 = time.monotonic()
     st, _, body, js = d.request("POST", "/v1/chat/completions", key=d.admin_key, json={
         "messages": [{"role": "user", "content": "Tell me everything about the handbook."}],
-        "max_tokens": 4000, "temperature": 0})
+        "max_tokens": 2000, "temperature": 0})
     assert st == 200, body
     control = js["usage"]["completion_tokens"]
-    assert control >= 1000, js["usage"]
-    conn, resp = open_stream(d, "Tell me everything about the handbook.", 4000)
+    print("   control: %d tokens in %.2f s" % (control, time.monotonic() - t0))
+    assert control == 2000, js["usage"]
+    conn, resp = open_stream(d, "Tell me everything about the handbook.", 2000)
     # the model is still in its think block (nothing streamed yet): the stop must not wait for text
-    time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while metric(d, "agentd_streams_generating") != 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert metric(d, "agentd_streams_generating") == 1
     steps_before = metric(d, "agentd_decode_steps_total")
     conn.sock.close()
@@ -88,6 +95,6 @@ def test_concurrent_streams_share_passes(d):
 
 if __name__ == "__main__":
     model = os.path.join(tempfile.mkdtemp(prefix="agentd-disconnect-"), "long.gguf")
-    subprocess.run([os.path.join(BUILD, "jamba_random"), model, "--layers", "4", "--embd", "64", "--vocab",
+    subprocess.run([os.path.join(BUILD, "jamba_random"), model, "--layers", "4", "--embd", "512", "--vocab",
                     "4000", "--seed", "9"], check=True, capture_output=True)
     raise SystemExit(harness.main(globals(), config={"threads": "16", "model": model}))
