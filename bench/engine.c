@@ -70,8 +70,12 @@ static double bandwidth_here(int threads, int triad, size_t bytes)
 {
 	size_t n = bytes / 4 / 3;
 	float *a = malloc(n * 4), *b = malloc(n * 4 * 3), *c = malloc(n * 4);
-	if (!a || !b || !c)
+	if (!a || !b || !c) {
+		free(a);
+		free(b);
+		free(c);
 		return 0;
+	}
 	if (!triad)
 		n *= 3; /* the read pass reads all of b */
 	for (size_t i = 0; i < n; i++)
@@ -238,21 +242,34 @@ static double decode_rate(engine_model *m, engine_state *s, int steps, float *lo
 	return steps / (now_s() - t0);
 }
 
-/* n sequences with 16 prompt tokens each, and one warm step. */
+static void batch_free(engine_state **s, int n)
+{
+	for (int i = 0; s && i < n; i++)
+		engine_state_free(s[i]);
+	free(s);
+}
+
+/* n (at most 16) sequences with 16 prompt tokens each, and one warm step. */
 static engine_state **batch_new(engine_model *m, int n)
 {
 	uint32_t V = engine_model_config(m)->n_vocab;
 	engine_state **s = calloc((size_t)n, sizeof *s);
 	int32_t tok[16];
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; s && i < n; i++) {
 		int32_t p[16];
 		for (int k = 0; k < 16; k++)
 			p[k] = token_at((uint64_t)(i * 16 + k), V);
-		if (engine_state_new(&s[i], m) || engine_prefill(m, s[i], p, 16, NULL))
+		if (engine_state_new(&s[i], m) || engine_prefill(m, s[i], p, 16, NULL)) {
+			batch_free(s, n);
 			return NULL;
-		tok[i % 16] = token_at((uint64_t)i, V);
+		}
+		tok[i] = token_at((uint64_t)i, V);
 	}
-	return engine_decode_batch(m, s, tok, (size_t)n, NULL) ? NULL : s;
+	if (s && engine_decode_batch(m, s, tok, (size_t)n, NULL)) {
+		batch_free(s, n);
+		return NULL;
+	}
+	return s;
 }
 
 /* Aggregate tokens/s of steps batched steps of the n sequences s. */
@@ -438,9 +455,7 @@ int main(int argc, char **argv)
 		printf("batched decode, %2d sequences: %.2f tokens/s aggregate (%.1fx one sequence; rounds "
 		       "%.2f..%.2f)\n",
 		       sizes[i], brates[i][2], brates[i][2] / brates[0][2], brates[i][0], brates[i][4]);
-		for (int k = 0; k < sizes[i]; k++)
-			engine_state_free(bs[i][k]);
-		free(bs[i]);
+		batch_free(bs[i], sizes[i]);
 	}
 	free(blogits);
 

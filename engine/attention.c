@@ -34,7 +34,7 @@ typedef struct attn_round {
 	size_t *item_t, *item_seg, *item_g; /* (n_items) */
 	float *part;                        /* (n_items, group, hd + 2): o, then max, sum */
 	float *sc;                          /* (n_threads, group * BLK) */
-	uint16_t *q16;                      /* (n_threads, group * hd) */
+	uint16_t *q16;                      /* (T, H * hd): q rounded to BF16, with k16 */
 } attn_round;
 
 static void part_init(float *part, size_t group, size_t hd)
@@ -67,13 +67,11 @@ static void softmax_block(const engine_kernels *kern, float *o, float *s, size_t
 
 /* One segment over the BF16 copy: blocks of 16 positions, the last one's
  * positions past the end weighted 0. */
-static void segment16(const attn_round *r, size_t item, float *sc, uint16_t *q16)
+static void segment16(const attn_round *r, size_t item, float *sc)
 {
 	size_t t = r->item_t[item], g = r->item_g[item], hd = r->hd, group = r->group;
 	size_t p0 = r->item_seg[item] * SEG, p1 = p0 + SEG < r->len[t] ? p0 + SEG : r->len[t];
-	const float *q = r->q + t * r->H * hd + g * group * hd;
-	for (size_t i = 0; i < group * hd; i++)
-		q16[i] = engine_bf16(q[i]);
+	const uint16_t *q16 = r->q16 + t * r->H * hd + g * group * hd;
 	float *part = r->part + item * group * (hd + 2);
 	part_init(part, group, hd);
 	const engine_kernels *kern = r->kern;
@@ -117,7 +115,7 @@ static void round_task(void *ctx, int i, int n)
 	float *sc = r->sc + (size_t)i * r->group * BLK;
 	for (size_t item = (size_t)i; item < r->n_items; item += (size_t)n)
 		if (r->k16)
-			segment16(r, item, sc, r->q16 + (size_t)i * r->group * r->hd);
+			segment16(r, item, sc);
 		else
 			segment(r, item, sc);
 }
@@ -166,14 +164,17 @@ static int run(engine_pool *pool, attn_round *rp, size_t T, float *att)
 	r.item_t = ag_malloc(max_items * 3 * sizeof(size_t));
 	r.part = ag_malloc(max_items * group * (hd + 2) * sizeof(float));
 	r.sc = ag_malloc((size_t)n_threads * group * BLK * sizeof(float));
-	r.q16 = ag_malloc((size_t)n_threads * group * hd * sizeof(uint16_t));
-	if (!r.item_t || !r.part || !r.sc || !r.q16) {
+	/* every segment of a token reads its queries: rounded once, here */
+	r.q16 = r.k16 ? ag_malloc(T * r.H * hd * sizeof(uint16_t)) : NULL;
+	if (!r.item_t || !r.part || !r.sc || (r.k16 && !r.q16)) {
 		ag_free(r.item_t);
 		ag_free(r.part);
 		ag_free(r.sc);
 		ag_free(r.q16);
 		return ag_error_set(AG_ENOMEM, "attention: out of memory");
 	}
+	for (size_t i = 0; r.q16 && i < T * r.H * hd; i++)
+		r.q16[i] = engine_bf16(r.q[i]);
 	r.item_seg = r.item_t + max_items;
 	r.item_g = r.item_seg + max_items;
 	for (size_t t0 = 0; t0 < T; t0 += TOK) {

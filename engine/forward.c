@@ -365,7 +365,9 @@ static int attention(pass *P, const engine_layer *L, const float *xn, float *out
 	float *ys[3] = {q, kv, kv + T * kvd};
 	size_t ld[3] = {qd, kvd, kvd};
 	matmul_n(P, 3, w, xn, T, ys, ld);
-	for (size_t t = 0; t < T; t++) {
+	/* the kernel set may attend over a BF16 copy, kept up to date as the cache is written */
+	bool bf16 = P->m->kern->att16_scores != NULL;
+	for (size_t t = 0; t < T && !rc; t++) {
 		engine_state *s = P->seq[t];
 		float *kc = s->k[L->index], *vc = s->v[L->index];
 		memcpy(kc + P->pos[t] * kvd, kv + t * kvd, kvd * sizeof(float));
@@ -373,14 +375,10 @@ static int attention(pass *P, const engine_layer *L, const float *xn, float *out
 		caches[t] = kc;
 		caches[T + t] = vc;
 		len[t] = P->pos[t] + 1;
-	}
-	/* the kernel set may attend over a BF16 copy, kept up to date here */
-	bool bf16 = P->m->kern->att16_scores != NULL;
-	for (size_t t = 0; t < T && bf16 && !rc; t++) {
-		engine_state *s = P->seq[t];
-		rc = engine_state_kv16_sync(s, L->index, P->pos[t], P->pos[t] + 1);
-		caches16[t] = rc ? NULL : s->k16[L->index];
-		caches16[T + t] = rc ? NULL : s->v16[L->index];
+		if (bf16 && !(rc = engine_state_kv16_sync(s, L->index, P->pos[t], P->pos[t] + 1))) {
+			caches16[t] = s->k16[L->index];
+			caches16[T + t] = s->v16[L->index];
+		}
 	}
 	if (rc)
 		goto done;

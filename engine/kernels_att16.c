@@ -88,9 +88,8 @@ void engine_att16_accum_portable(float *o, const float *w, const uint16_t *V, si
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+#include "engine/x86_internal.h"
 
-#define TF   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define TB16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
 
 static inline uint32_t pair_at(const uint16_t *p)
@@ -107,7 +106,7 @@ TB16 static inline __m512 dp_bf16(__m512 acc, __m512i w, __m512i x)
 	return _mm512_dpbf16_ps(acc, (__m512bh)w, (__m512bh)x);
 }
 
-TF static inline __m512 dp_wide(__m512 acc, __m512i w, __m512i x)
+T512 static inline __m512 dp_wide(__m512 acc, __m512i w, __m512i x)
 {
 	__m512i hi = _mm512_set1_epi32((int)0xffff0000u);
 	acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)),
@@ -169,16 +168,11 @@ TF static inline __m512 dp_wide(__m512 acc, __m512i w, __m512i x)
 			acc[v] = _mm512_loadu_ps(o + 16 * v);                                                \
 		for (size_t b = 0; b < nblk; b++) {                                                          \
 			const uint16_t *vb = V + b * 16 * kvd + g * hd * 2;                                  \
-			__m512i r = _mm512_add_epi32(_mm512_castps_si512(_mm512_loadu_ps(w + b * 16)),       \
-						     _mm512_set1_epi32(0x7fff));                             \
+			/* to BF16 as engine_bf16 rounds (to nearest, ties to even) */                       \
+			__m512i u = _mm512_castps_si512(_mm512_loadu_ps(w + b * 16));                        \
+			__m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));      \
 			__m512i wi = _mm512_srli_epi32(                                                      \
-				_mm512_add_epi32(                                                            \
-					r, _mm512_and_si512(                                                 \
-						   _mm512_srli_epi32(                                        \
-							   _mm512_castps_si512(_mm512_loadu_ps(w + b * 16)), \
-							   16),                                              \
-						   _mm512_set1_epi32(1))),                                   \
-				16);                                                                         \
+				_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);  \
 			uint16_t w16[16];                                                                    \
 			_mm256_storeu_si256((__m256i *)w16, _mm512_cvtepi32_epi16(wi));                      \
 			for (size_t i = 0; i < 8; i++) {                                                     \
@@ -193,9 +187,9 @@ TF static inline __m512 dp_wide(__m512 acc, __m512i w, __m512i x)
 	}
 
 ATT16_SCORES(scores_bf16, TB16, dp_bf16)
-ATT16_SCORES(scores_wide, TF, dp_wide)
+ATT16_SCORES(scores_wide, T512, dp_wide)
 ATT16_ACCUM(accum_bf16, TB16, dp_bf16)
-ATT16_ACCUM(accum_wide, TF, dp_wide)
+ATT16_ACCUM(accum_wide, T512, dp_wide)
 
 /* Scores for head sizes the vector code does not take go to the portable
  * definition; the accumulation checks for itself. */

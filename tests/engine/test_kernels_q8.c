@@ -55,6 +55,17 @@ static uint8_t *random_weights(uint32_t type, size_t rows, size_t cols, engine_w
 	return data;
 }
 
+/* The avx512vnni set, or the test is skipped on a CPU without it. */
+static const engine_kernels *vnni_or_skip(void)
+{
+	const engine_kernels *k = engine_kernels_find("avx512vnni");
+	if (!k) {
+		print_message("avx512vnni: not on this CPU, skipped\n");
+		skip();
+	}
+	return k;
+}
+
 static void test_act_quant_rounding(void **state)
 {
 	(void)state;
@@ -265,10 +276,7 @@ static void check_interleaved(uint32_t type, size_t rows, size_t cols)
 static void test_interleaved_match_definition(void **state)
 {
 	(void)state;
-	if (!engine_kernels_find("avx512vnni")) {
-		print_message("avx512vnni: not on this CPU, skipped\n");
-		skip();
-	}
+	vnni_or_skip();
 	size_t shapes[][2] = {{16, 32}, {37, 96}, {64, 256}, {7, 64}, {45, 2560}, {160, 160}};
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
 		check_interleaved(ENGINE_TYPE_Q8_0, shapes[i][0], shapes[i][1]);
@@ -310,10 +318,7 @@ static void test_interleaved_experts(void **state)
 static void test_vnni_rows_match_definition(void **state)
 {
 	(void)state;
-	if (!engine_kernels_find("avx512vnni")) {
-		print_message("avx512vnni: not on this CPU, skipped\n");
-		skip();
-	}
+	vnni_or_skip();
 	size_t cols[] = {32, 96, 256, 2560}; /* one block, odd block counts, even */
 	for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
 		check_type(ENGINE_TYPE_Q8_0, cols[c]);
@@ -326,11 +331,7 @@ static void test_vnni_rows_match_definition(void **state)
 static void test_act_quant_vector_matches(void **state)
 {
 	(void)state;
-	const engine_kernels *k = engine_kernels_find("avx512vnni");
-	if (!k) {
-		print_message("avx512vnni: not on this CPU, skipped\n");
-		skip();
-	}
+	const engine_kernels *k = vnni_or_skip();
 	enum { T = 3, N = 32 * 7 };
 	float x[T * N];
 	for (size_t i = 0; i < T * N; i++)
