@@ -1,11 +1,13 @@
 /* `agentd generate --model FILE.gguf --prompt TEXT [--max-tokens N]
- * [--temperature T] [--seed S] [--threads N] [--quote-sources FILE]`: tokenizes
- * the prompt (with the vocabulary's BOS; special tokens written in it are
- * honoured), runs it through the engine and samples a continuation, printing
+ * [--temperature T] [--seed S] [--threads N] [--quote-sources FILE] [--tools FILE]`:
+ * tokenizes the prompt (with the vocabulary's BOS; special tokens written in it
+ * are honoured), runs it through the engine and samples a continuation, printing
  * text as it comes; stops at an end-of-generation token or after N tokens.
- * Speeds go to stderr. With --quote-sources (a JSON array of texts) the answer
- * is decoded as an agent run's is, its quotes held to those texts and chosen
- * by whole sentences (engine_local_complete), and printed when whole. */
+ * Speeds go to stderr. With --quote-sources (a JSON array of texts) and/or
+ * --tools (a JSON array of tool definitions, as the chat API takes them) the
+ * answer is decoded as an agent run's is (engine_local_complete): quotes held to
+ * those texts and chosen by whole sentences, tool calls held to the tools'
+ * schemas; it is printed when whole. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +34,33 @@ static int emit(ag_buf *b)
 	return 0;
 }
 
-/* The --quote-sources way: the local backend's decoding loop over the raw prompt. */
-static int generate_quoted(const char *model, const char *prompt, const char *sources_path,
-			   long long max_tokens, double temperature, long long seed, long long threads)
+/* A JSON array from path (NULL path: NULL, no error); on failure prints why and
+ * returns nonzero. */
+static int load_array(const char *flag, const char *path, json_t **out)
 {
+	*out = NULL;
+	if (!path)
+		return 0;
 	json_error_t jerr;
-	json_t *sources = json_load_file(sources_path, 0, &jerr);
-	if (!json_is_array(sources)) {
-		fprintf(stderr, "agentd: --quote-sources %s: %s\n", sources_path,
-			sources ? "not a JSON array of strings" : jerr.text);
+	json_t *a = json_load_file(path, 0, &jerr);
+	if (!json_is_array(a)) {
+		fprintf(stderr, "agentd: --%s %s: %s\n", flag, path, a ? "not a JSON array" : jerr.text);
+		json_decref(a);
+		return 2;
+	}
+	*out = a;
+	return 0;
+}
+
+/* The agent-run way: the local backend's decoding loop over the raw prompt. */
+static int generate_constrained(const char *model, const char *prompt, const char *sources_path,
+				const char *tools_path, long long max_tokens, double temperature, long long seed,
+				long long threads)
+{
+	json_t *sources, *tools;
+	if (load_array("quote-sources", sources_path, &sources))
+		return 2;
+	if (load_array("tools", tools_path, &tools)) {
 		json_decref(sources);
 		return 2;
 	}
@@ -53,6 +73,7 @@ static int generate_quoted(const char *model, const char *prompt, const char *so
 		.seed = (uint64_t)seed,
 		.quote_sources = sources,
 		.quote_cite_required = true,
+		.tools = tools,
 	};
 	int64_t t0 = ag_monotonic_ns();
 	int status = 1;
@@ -81,6 +102,7 @@ done:
 	engine_chat_response_clear(&r);
 	engine_local_free(l);
 	json_decref(sources);
+	json_decref(tools);
 	return status;
 }
 
@@ -92,8 +114,8 @@ int agentd_cmd_generate(int argc, char **argv)
 		return 1;
 	}
 	static const char *const extra[] = {"prompt",  "max-tokens",    "temperature", "seed",
-					    "threads", "quote-sources", NULL};
-	const char *v[6], *pos[1];
+					    "threads", "quote-sources", "tools",       NULL};
+	const char *v[7], *pos[1];
 	int npos, status;
 	long long max_tokens = 128, seed = 0, threads = 0;
 	double temperature = 0.8;
@@ -111,15 +133,16 @@ int agentd_cmd_generate(int argc, char **argv)
 	    (v[3] && ag_parse_long(v[3], 0, INT64_MAX, &seed)) ||
 	    (v[4] && ag_parse_long(v[4], 1, 64, &threads))) {
 		fprintf(stderr, "usage: agentd generate --model FILE.gguf --prompt TEXT [--max-tokens N] "
-				"[--temperature T] [--seed S] [--threads N] [--quote-sources FILE]\n");
+				"[--temperature T] [--seed S] [--threads N] [--quote-sources FILE] "
+				"[--tools FILE]\n");
 		status = 2;
 		goto done;
 	}
 	if (!threads && agentd_config_get_long(cfg, "engine_threads", 1, 64, &threads))
 		threads = 1;
-	if (v[5]) {
-		status = generate_quoted(agentd_config_get(cfg, "model"), v[0], v[5], max_tokens, temperature,
-					 seed, threads);
+	if (v[5] || v[6]) {
+		status = generate_constrained(agentd_config_get(cfg, "model"), v[0], v[5], v[6], max_tokens,
+					      temperature, seed, threads);
 		goto done;
 	}
 	status = 1;

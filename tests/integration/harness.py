@@ -4,6 +4,7 @@ a fresh data directory and talks HTTP to it (Python 3 standard library only).
     def test_x(d): st, headers, body, js = d.request("GET", "/healthz")
     if __name__ == "__main__": harness.main(globals())
 """
+import atexit
 import http.client
 import json as jsonlib
 import os
@@ -20,6 +21,13 @@ import traceback
 AGENTD_BIN = os.environ.get("AGENTD_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "agentd")
 AGENTD_SRC = os.environ.get("AGENTD_SRC") or os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def tmpdir(prefix):
+    """A fresh directory, removed when the test process exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 class Agentd:

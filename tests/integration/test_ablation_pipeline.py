@@ -13,7 +13,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 
 SRC = os.environ.get("AGENTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 TRAIN = os.path.join(SRC, "models", "train")
@@ -28,7 +27,7 @@ torch_env.require()
 sys.path.insert(0, TRAIN)
 import ablation_data as D  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="agentd-ablation-")
+TMP = harness.tmpdir("agentd-ablation-")
 SEQ = 128
 BENCH = os.path.join(BUILD, "bench", "ablation")
 

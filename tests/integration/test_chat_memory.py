@@ -3,7 +3,6 @@
 never share it, and only an admin key may name another user."""
 import os
 import subprocess
-import tempfile
 
 import harness
 from harness import Agentd
@@ -25,7 +24,7 @@ def memory(d, user):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="agentd-mem-")
+    tmp = harness.tmpdir("agentd-mem-")
     model = os.path.join(tmp, "m.gguf")
     subprocess.run([os.path.join(BUILD, "jamba_random"), model, "--layers", "4", "--embd", "64", "--vocab", "600",
                     "--attn-period", "4", "--attn-offset", "2"], check=True, capture_output=True)

@@ -8,9 +8,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 
+import harness
 from harness import Agentd
 
 SRC = os.environ.get("AGENTD_SRC") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -92,7 +92,7 @@ def main():
         passed += bool(ok)
         failed += not ok
 
-    tmp = tempfile.mkdtemp(prefix="agentd-constrained-")
+    tmp = harness.tmpdir("agentd-constrained-")
     rnd = os.path.join(tmp, "random.gguf")
     subprocess.run([os.path.join(BUILD, "jamba_random"), rnd, "--layers", "4", "--embd", "64", "--vocab", "1200",
                     "--attn-period", "4", "--attn-offset", "2"], check=True, capture_output=True)

@@ -4,12 +4,11 @@ seed, and bad input exits 1 or 2 with a one-line message."""
 import json
 import os
 import subprocess
-import tempfile
 
 import harness
 
 BUILD = os.environ.get("AGENTD_BUILD") or os.path.join(os.environ.get("AGENTD_SRC", "."), "build")
-TMP = tempfile.mkdtemp(prefix="agentd-engine-cli-")
+TMP = harness.tmpdir("agentd-engine-cli-")
 
 
 def model(name, *args):
@@ -137,6 +136,32 @@ def test_generate_with_quote_sources(d):
         f.write("{")
     out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--quote-sources", bad)
     assert out.returncode == 2 and "quote-sources" in out.stderr, out
+
+
+def test_generate_with_tools(d):
+    # Tool calls held to the offered tools' schemas, as in agent runs: after the reasoning
+    # that always precedes its calculator calls, the shipped model calls a tool it was never
+    # trained on, by that tool's name and with an argument of that tool's schema.
+    shipped = os.path.join(harness.AGENTD_SRC, "models", "agentd-small.gguf")
+    tools = os.path.join(TMP, "tools.json")
+    with open(tools, "w") as f:
+        json.dump([{"type": "function", "function": {
+            "name": "zebra_count", "description": "Counts zebras.",
+            "parameters": {"type": "object", "properties": {"herd": {"type": "integer"}},
+                           "required": ["herd"], "additionalProperties": False}}}], f)
+    prompt = ("<|im_start|>system\nYou are agentd, a careful assistant for the company's documents.<|im_end|>\n"
+              "<|im_start|>user\nWhat is 17 * 23?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+              "This needs the calculator.\n</think>\n\n")
+    out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--max-tokens", "60", "--temperature", "0",
+                "--tools", tools)
+    assert out.returncode == 0, out.stderr
+    body = out.stdout.split("<tool_call>")[1].split("</tool_call>")[0]
+    call = json.loads(body)
+    assert call["name"] == "zebra_count" and isinstance(call["arguments"]["herd"], int), out.stdout
+    with open(tools, "w") as f:
+        f.write("[")
+    out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--tools", tools)
+    assert out.returncode == 2 and "tools" in out.stderr, out
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@
 import os
 import subprocess
 import sys
-import tempfile
 
 SRC = os.environ.get("AGENTD_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 TRAIN = os.path.join(SRC, "models", "train")
@@ -35,7 +34,7 @@ import model as M  # noqa: E402
 import tok as T  # noqa: E402
 
 AGENTD = os.environ.get("AGENTD_BIN", os.path.join(SRC, "build", "agentd"))
-TMP = tempfile.mkdtemp(prefix="agentd-model-")
+TMP = harness.tmpdir("agentd-model-")
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)
 

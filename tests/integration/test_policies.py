@@ -4,13 +4,12 @@ import hashlib
 import os
 import signal
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-WORK = tempfile.mkdtemp(prefix="agentd-policy-it-")
+WORK = harness.tmpdir("agentd-policy-it-")
 POLICY_FILE = os.path.join(WORK, "site.policy")
 
 FILE_POLICY = """# the site policy

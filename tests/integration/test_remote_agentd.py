@@ -5,16 +5,16 @@ both, and A's agent runs get their model calls from B."""
 import json
 import os
 import subprocess
-import tempfile
 import time
 
+import harness
 from harness import Agentd
 
 BUILD = os.environ.get("AGENTD_BUILD") or os.path.join(os.path.dirname(__file__), "..", "..", "build")
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="agentd-chain-")
+    tmp = harness.tmpdir("agentd-chain-")
     model = os.path.join(tmp, "chain.gguf")
     subprocess.run([os.path.join(BUILD, "jamba_random"), model, "--layers", "4", "--embd", "64", "--vocab", "600",
                     "--attn-period", "4", "--attn-offset", "2", "--seed", "5"], check=True, capture_output=True)

@@ -6,7 +6,6 @@ import http.server
 import json
 import os
 import subprocess
-import tempfile
 import threading
 import urllib.parse
 
@@ -198,7 +197,7 @@ def git(repo, *args):
 
 def test_git_source(d):
     d.request("POST", "/v1/collections", key=d.admin_key, json={"name": "src"})
-    repo = tempfile.mkdtemp(prefix="agentd-git-")
+    repo = harness.tmpdir("agentd-git-")
     git(repo, "init", "-q", "-b", "main")
     for name, text in (("a.md", "# A\n\nAardvark notes.\n"), ("b.py", "print('bongo drums')\n")):
         with open(os.path.join(repo, name), "w") as f:
@@ -267,7 +266,7 @@ def test_url_source(d):
 
 
 def test_cli_ingest(d):
-    folder = tempfile.mkdtemp(prefix="agentd-ingest-")
+    folder = harness.tmpdir("agentd-ingest-")
     os.makedirs(os.path.join(folder, "sub"))
     os.makedirs(os.path.join(folder, ".hidden"))
     with open(os.path.join(folder, "one.md"), "w") as f:

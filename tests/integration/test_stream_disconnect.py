@@ -12,7 +12,6 @@ import json
 import os
 import re
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -94,7 +93,7 @@ def test_concurrent_streams_share_passes(d):
 
 
 if __name__ == "__main__":
-    model = os.path.join(tempfile.mkdtemp(prefix="agentd-disconnect-"), "long.gguf")
+    model = os.path.join(harness.tmpdir("agentd-disconnect-"), "long.gguf")
     subprocess.run([os.path.join(BUILD, "jamba_random"), model, "--layers", "4", "--embd", "512", "--vocab",
                     "4000", "--seed", "9"], check=True, capture_output=True)
     raise SystemExit(harness.main(globals(), config={"threads": "16", "model": model}))

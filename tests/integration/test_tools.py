@@ -10,13 +10,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-WORK = tempfile.mkdtemp(prefix="agentd-tools-it-")
+WORK = harness.tmpdir("agentd-tools-it-")
 DB_PATH = os.path.join(WORK, "sales.db")
 REPO = os.path.join(WORK, "repo")
 

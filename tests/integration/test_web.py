@@ -10,7 +10,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import zlib
 
 import fake_openai
@@ -66,7 +65,7 @@ def test_no_way_out_of_web_root(d):
 
 def test_install_dir_fallback_and_disabled_console(d):
     """From another directory web_root "web" resolves next to bin/: <exe>/../../web."""
-    tmp = tempfile.mkdtemp(prefix="agentd-web-")
+    tmp = harness.tmpdir("agentd-web-")
     try:
         os.makedirs(os.path.join(tmp, "bin"))
         os.makedirs(os.path.join(tmp, "web"))
@@ -124,7 +123,7 @@ def test_browser(d):
     st, _, body, js = d.request("PUT", "/v1/memory/import", body=memory_export(bytes(range(256)) * 40, 321),
                                 key=d.admin_key, headers={"Content-Type": "application/octet-stream"})
     assert st == 200 and js["tokens"] == 321, body
-    repo = tempfile.mkdtemp(prefix="agentd-web-git-")
+    repo = harness.tmpdir("agentd-web-git-")
     try:
         git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
         subprocess.run(["git", "init", "-q", repo], check=True)
