@@ -101,6 +101,17 @@ TAILS = [
 ]
 VARY = 0.0
 NONCE = 0.0
+# --think-title: the reasoning before a quote copies the title of the document
+# that answers, then names it ('It is under "Inventory › Opal router", document
+# 2.'). One attention layer must otherwise pick the document's number in one
+# step from the whole context; copying a title is a run of lookups of the
+# question's words, and the number then sits right before the copied title.
+THINK_TITLE = False
+# --think-subject: before that (and before "The documents do not say."), the
+# reasoning copies the question's subject ("Subject: Granite router."), so the
+# choice between quoting and "not found" is made with the subject just
+# written, a lookup in the passages, rather than from the question's wording.
+THINK_SUBJECT = False
 
 
 def vary(rng, text):
@@ -250,6 +261,29 @@ KINDS = {
     ),
 }
 PRODUCT_KINDS = ("price", "warranty", "stock")
+# --phrasings: more training questions per kind (none of them held out) and a
+# lead-in on some, so that what a question asks is read from its subject and
+# its words, not from how it opens.
+PHRASINGS = False
+MORE_QUESTIONS = {
+    "price": ["What is the {product} priced at?", "Tell me the price of the {product}.",
+              "What would the {product} cost me?", "Price of the {product}?"],
+    "warranty": ["Is the {product} under warranty, and for how long?", "Tell me about the {product} warranty.",
+                 "How many years of warranty come with the {product}?"],
+    "stock": ["How many {product} units do we have?", "Do we have the {product} in stock?",
+              "How many of the {product} are left?"],
+    "vacation": ["How many days off do {dept} staff get per year?", "Tell me the vacation days for {dept}.",
+                 "What vacation do {dept} employees get?"],
+    "head": ["Who is in charge of the {dept} department?", "Who manages {dept}?", "Name the head of {dept}."],
+    "office": ["Where is {person} located?", "Which city does {person} work in?", "What office is {person} in?"],
+    "event": ["When does the {event} take place?", "What is the date of the {event}?", "Tell me when the {event} is."],
+    "hotel": ["What is the hotel limit for {city}?", "How much may a hotel in {city} cost per night?",
+              "Hotel budget per night in {city}?"],
+    "meal": ["What can {level} staff spend on meals each day?", "Meal allowance for {level} staff?",
+             "How much is the meal allowance for {level} staff?"],
+    "procedure": ["How can I {action}?", "What do I need to do to {action}?", "I want to {action}. How?"],
+}
+QUESTION_LEAD_INS = ["Quick question: ", "Hi! ", "Hello, ", "Could you check: ", "One more thing: ", "Hey, "]
 
 
 class World:
@@ -328,8 +362,15 @@ class World:
         return text if self.held else vary(self.rng, text)
 
     def question(self, s):
-        tpl = self.rng.choice(KINDS[s["_kind"]]["q"][1 if self.held else 0])
-        return tpl.format(**s)
+        pool = KINDS[s["_kind"]]["q"][1 if self.held else 0]
+        if PHRASINGS and not self.held:
+            pool = pool + MORE_QUESTIONS[s["_kind"]]
+        tpl = self.rng.choice(pool)
+        q = tpl.format(**s)
+        if PHRASINGS and not self.held and self.rng.random() < 0.3:
+            lead = self.rng.choice(QUESTION_LEAD_INS)
+            q = lead + (q[0].lower() + q[1:] if lead.endswith(", ") else q)
+        return q
 
     def title(self, s):
         return KINDS[s["_kind"]]["title"].format(**s)
@@ -494,6 +535,8 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
         meta = dict(type="notfound")
         user = dict(role="user", docs=docs, text=q)
         reasoning = "The documents do not say."
+        if THINK_SUBJECT:
+            reasoning = "Subject: %s. %s" % (World.key(target["_kind"], target)[1], reasoning)
         return user, [dict(role="assistant", reasoning=reasoning, text=fmt.NOT_FOUND)], meta
     extra = [world.fact() for _ in range(r.choice([0, 0, 1, 2]))]
     tid = add_doc([target] + extra)
@@ -522,6 +565,10 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
     user = dict(role="user", docs=docs, text=q)
     ans = '"%s" [%d]' % (quote, tid)
     reasoning = "The answer is in document %d." % tid
+    if THINK_TITLE:
+        reasoning = 'It is under "%s", document %d.' % (docs[tid - 1][0], tid)
+    if THINK_SUBJECT:
+        reasoning = "Subject: %s. %s" % (World.key(target["_kind"], target)[1], reasoning)
     return user, [dict(role="assistant", reasoning=reasoning, text=ans)], meta
 
 
@@ -555,33 +602,63 @@ def calc_turns(expr, res, quotes, answer):
 
 
 # ------------------------------------------------------------ memory facts
-MEM = [
-    ("employee number", lambda r: str(r.randint(1000, 99999))),
-    ("badge number", lambda r: "B-%d" % r.randint(100, 9999)),
-    ("cost center", lambda r: "CC-%d" % r.randint(100, 999)),
-    ("parking spot", lambda r: "P%d" % r.randint(1, 400)),
-    ("laptop asset tag", lambda r: "LT-%05d" % r.randint(0, 99999)),
-    ("project code name", lambda r: r.choice(["Bluebird", "Copperhead", "Driftwood", "Firefly", "Granite", "Halcyon"])),
-    ("team", lambda r: r.choice(["Payments", "Search", "Platform", "Billing", "Mobile", "Data"])),
-]
+# Training attributes are many (things x kinds of identifier, and roles whose
+# value is a person), values are drawn fresh, and some histories state two or
+# three of them: with a handful of fixed attributes a small model learns the
+# answer templates ("Your badge number is B-...") and recalls nothing it was
+# told. None of the held-out attributes below is among them.
+MEM_THINGS = ("employee badge locker parking-spot laptop phone office room cabinet mailbox bike-rack car "
+              "account order license invoice visitor-pass access-card extension keycard server printer "
+              "monitor building floor project cost-center contract claim shipment reservation booking "
+              "membership insurance-policy case purchase-order vehicle locker-key pension-plan").split()
+MEM_KINDS = ["number", "code", "ID", "tag", "reference"]
+MEM_ROLES = ["mentor", "team lead", "buddy", "supervisor", "coach", "assistant", "director", "sponsor"]
+
+
+def mem_value(r):
+    letters = "".join(r.choice("ABCDEFGHJKLMNPRSTVWXZ") for _ in range(r.randint(1, 3)))
+    return r.choice([
+        lambda: "%s-%d" % (letters, r.randint(10, 99999)),
+        lambda: "%s%d" % (letters, r.randint(1, 9999)),
+        lambda: str(r.randint(100, 999999)),
+        lambda: nonce_word(r),
+        lambda: "%s-%s" % (nonce_word(r), r.randint(1, 99)),
+    ])()
+
+
+def mem_train_attribute(world):
+    r = world.rng
+    if r.random() < 0.15:
+        return r.choice(MEM_ROLES), None
+    return "%s %s" % (r.choice(MEM_THINGS).replace("-", " "), r.choice(MEM_KINDS)), mem_value
+
+
 MEM_HELD = [
     ("desk number", lambda r: "D-%d" % r.randint(10, 999)),
     ("ticket number", lambda r: "T-%d" % r.randint(10000, 99999)),
     ("manager", None),
 ]
+MEM_STATE = ["My {a} is {v}.", "For the record, my {a} is {v}.", "Just so you know, my {a} is {v}.",
+             "Remember this: my {a} is {v}.", "FYI my {a} is {v}.", "Keep in mind that my {a} is {v}."]
+MEM_STATE_HELD = ["Please remember that my {a} is {v}.", "Note: my {a} is {v}."]
+MEM_ASK = ["What is my {a}?", "Can you remind me of my {a}?", "What was my {a} again?",
+           "Remind me, what is my {a}?", "I forgot my {a}. What is it?"]
+MEM_ASK_HELD = ["Do you remember my {a}?", "Tell me my {a} again."]
 ACKS = ["Noted.", "Understood, I will remember that.", "Thanks, noted."]
 
 
-def memory_fact(world):
+def memory_fact(world, exclude=()):
+    """(statement, question, answer) for one attribute of the user's, not in exclude."""
     r = world.rng
-    attr, gen = r.choice(MEM_HELD if world.held else MEM)
+    while True:
+        attr, gen = r.choice(MEM_HELD) if world.held else mem_train_attribute(world)
+        if attr not in exclude:
+            break
     val = world.person() if gen is None else gen(r)
-    state = r.choice(["My {a} is {v}.", "For the record, my {a} is {v}."] if not world.held
-                     else ["Please remember that my {a} is {v}.", "Note: my {a} is {v}."]).format(a=attr, v=val)
-    ask = r.choice(["What is my {a}?", "Can you remind me of my {a}?"] if not world.held
-                   else ["Do you remember my {a}?", "Tell me my {a} again."]).format(a=attr)
+    state = r.choice(MEM_STATE_HELD if world.held else MEM_STATE).format(a=attr, v=val)
+    ask = r.choice(MEM_ASK_HELD if world.held else MEM_ASK).format(a=attr)
     ans = "Your %s is %s." % (attr, val)
-    return state, ask, ans
+    return state, ask, ans, attr
 
 
 # --------------------------------------------------------------- episodes
@@ -626,10 +703,16 @@ def episode(rng, held, kind=None, hist_tokens=0):
         kind = rng.choices(list(TRAIN_MIX) + ["memory"], weights=list(TRAIN_MIX.values()) + [0.08])[0]
     turns = []
     if kind == "memory":
-        state, ask, ans = memory_fact(world)
+        state, ask, ans, attr = memory_fact(world)
         turns.append(dict(role="user", docs=[], text=state))
         turns.append(dict(role="assistant", reasoning=None, text=rng.choice(ACKS)))
         turns += history(world, hist_tokens, rough_tokens, nfill)
+        if not held:  # other things the user said, before or after it
+            for _ in range(rng.choice([0, 0, 1, 2])):
+                other = [dict(role="user", docs=[], text=memory_fact(world, (attr,))[0]),
+                         dict(role="assistant", reasoning=None, text=rng.choice(ACKS))]
+                at = rng.randrange(0, len(turns) + 1, 2)
+                turns[at:at] = other
         docs = []
         if rng.random() < 0.4:
             docs = [doc_for(world, [world.fact()], 1)[0] for _ in range(rng.randint(1, 3))]
@@ -735,9 +818,18 @@ def main():
                     help="training split: share of those drills that are lookup drills (see lookup_drill)")
     ap.add_argument("--vary", type=float, default=0.0,
                     help="train and warm-up splits: share of fact sentences reworded (see LEAD_INS)")
+    ap.add_argument("--phrasings", action="store_true",
+                    help="training split: more question phrasings and lead-ins (MORE_QUESTIONS)")
+    ap.add_argument("--think-subject", action="store_true",
+                    help="the reasoning before a quote or 'not found' first copies the question's subject")
+    ap.add_argument("--think-title", action="store_true",
+                    help="the reasoning before a quote copies the answering document's title")
     a = ap.parse_args()
-    global VARY, NONCE
+    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT
     VARY = a.vary
+    PHRASINGS = a.phrasings
+    THINK_TITLE = a.think_title
+    THINK_SUBJECT = a.think_subject
     NONCE = a.nonce if a.split == "train" else 0.0
     rng = random.Random(a.seed)
     with open(a.out, "w") as f:

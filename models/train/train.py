@@ -9,6 +9,8 @@ import json
 import math
 import os
 import random
+import re
+import shutil
 import time
 
 import torch
@@ -18,15 +20,70 @@ import model as M
 import tok as T
 
 
-def load_episodes(path, tk, max_len):
-    out = []
+TITLE_RE = re.compile(r'title="([^"]*)"')
+SYSTEM_START = "<|startoftext|><|im_start|>system"
+
+
+def load_episodes(path, tk, max_len, pack=False, seed=1):
+    """(ids, mask) per episode of at most max_len tokens. pack: episodes with
+    the same system turn are joined into conversations of several turns under
+    one system turn (see pack_episodes)."""
+    out, packable = [], {}
     with open(path) as f:
         for line in f:
             ep = json.loads(line)
-            ids, mask = tk.encode_segs(ep["segs"])
+            segs, kind = ep["segs"], ep.get("meta", {}).get("type")
+            if pack and kind in PACKABLE and segs[0][0].startswith(SYSTEM_START):
+                packable.setdefault(segs[0][0], []).append(ep)
+                continue
+            ids, mask = tk.encode_segs(segs)
             if len(ids) <= max_len:
                 out.append((ids, mask))
+    for group in packable.values():
+        out.extend(pack_episodes(group, tk, max_len, random.Random(seed)))
     return out
+
+
+# Kinds joined by --pack; a "not found" question only ever opens a conversation,
+# so no earlier turn's documents can hold its answer.
+PACKABLE = {"quote", "inject", "calc", "notfound"}
+
+
+def pack_groups(group, tk, max_len, rng):
+    """Episodes sharing one system turn (about half of an episode's tokens),
+    grouped into conversations of several turns, each group as (episodes, ids,
+    mask): the system turn once, then each episode's user and assistant turns,
+    so a step trains on more answers for the same tokens. agentd's per-user
+    memory continues conversations exactly so (earlier turns, documents
+    included, stay in the state). An episode joins only if none of its
+    documents' titles appeared earlier in the conversation, so no earlier
+    passage states another value for the fact it asks about."""
+    rng.shuffle(group)
+    out, cur, titles = [], None, set()
+    for ep in group:
+        segs = ep["segs"]
+        ts = set(TITLE_RE.findall("".join(s[0] for s in segs[1:])))
+        ids, mask = tk.encode_segs(segs[1:])
+        if (cur is not None and ep["meta"]["type"] != "notfound" and not (ts & titles)
+                and len(cur[1]) + len(ids) <= max_len):
+            cur[0].append(ep)
+            cur[1].extend(ids)
+            cur[2].extend(mask)
+            titles |= ts
+            continue
+        if cur is not None:
+            out.append(cur)
+        sys_ids, sys_mask = tk.encode_segs(segs[:1])
+        cur, titles = ([ep], sys_ids + ids, sys_mask + mask), ts
+        if len(cur[1]) > max_len:
+            cur = None
+    if cur is not None:
+        out.append(cur)
+    return out
+
+
+def pack_episodes(group, tk, max_len, rng):
+    return [(ids, mask) for _, ids, mask in pack_groups(group, tk, max_len, rng)]
 
 
 def batches(eps, tokens_per_batch, rng):
@@ -96,6 +153,30 @@ def masked_loss(model, x, m, ctx_weight=0.0):
     return la + ctx_weight * lc, la
 
 
+def validate(model, val, out, best, step):
+    """Answer loss on held-out episodes; the best checkpoint so far is copied
+    to OUT.best. Returns the best loss."""
+    if not val:
+        return best
+    model.eval()
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for ids, mask in val:
+            x = torch.tensor([ids])
+            m = 0.5 + 0.5 * torch.tensor([mask], dtype=torch.float32)
+            k = sum(mask[1:])
+            tot += masked_loss(model, x, m)[1].item() * k
+            n += k
+    model.train()
+    loss = tot / max(n, 1)
+    print("validation at step %d: answer loss %.4f%s" % (
+        step, loss, "" if best is not None and loss >= best else " (best so far)"), flush=True)
+    if best is None or loss < best:
+        shutil.copyfile(out, out + ".best")
+        return loss
+    return best
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -120,6 +201,10 @@ def main():
                     help="first train this many steps of random-token copying (copy_batch)")
     ap.add_argument("--induction-share", type=float, default=0.0,
                     help="afterwards, share of steps that are copy_batch steps")
+    ap.add_argument("--pack", action="store_true",
+                    help="join episodes that share a system turn into conversations (pack_episodes)")
+    ap.add_argument("--val-data", help="held-out episodes: each checkpoint's answer loss on them is "
+                    "printed, and the best checkpoint is kept as OUT.best")
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -127,7 +212,7 @@ def main():
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
     tk = T.Tok(a.tokenizer)
-    eps = load_episodes(a.data, tk, a.max_len)
+    eps = load_episodes(a.data, tk, a.max_len, a.pack, a.seed)
     warm = load_episodes(a.warmup_data, tk, a.max_len) if a.warmup_data and a.warmup_minutes > 0 else []
     if warm:
         print("warm-up episodes %d for %.1f min" % (len(warm), a.warmup_minutes), flush=True)
@@ -177,6 +262,8 @@ def main():
         while True:
             yield from mixed(eps, "")
 
+    val = load_episodes(a.val_data, tk, 2000) if a.val_data else []
+    best = None
     phase = None
     for label, (x, m) in stream():
         if label != phase and (label != "copy" or phase is None):
@@ -208,10 +295,14 @@ def main():
             M.save(model, a.out + ".tmp", dict(opt=opt.state_dict(), elapsed=time.time() - start,
                                                step=step, seen=seen, loss=ema))
             os.replace(a.out + ".tmp", a.out)
+            before_val = time.time()
+            best = validate(model, val, a.out, best, step)
             last_ckpt = time.time()
+            start += last_ckpt - before_val  # validation time is not training time
     M.save(model, a.out + ".tmp", dict(opt=opt.state_dict(), elapsed=time.time() - start, step=step,
                                        seen=seen, loss=ema))
     os.replace(a.out + ".tmp", a.out)
+    validate(model, val, a.out, best, step)
     print("done: step %d, %.1f min, loss ema %.4f" % (step, (time.time() - start) / 60, ema), flush=True)
 
 

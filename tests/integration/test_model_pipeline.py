@@ -148,6 +148,95 @@ def test_train_phases():
     assert ck["step"] > 5 and m.lm_head.weight is m.embed_tokens.weight
 
 
+def test_packing_and_validation():
+    """--pack joins episodes that share a system turn into conversations: the
+    system turn once, every joined episode's turns and trained tokens intact, no
+    document title twice in a conversation, "not found" questions only first;
+    --val-data prints each checkpoint's held-out loss and keeps the best."""
+    import train
+    prefix = os.path.join(TMP, "tok")
+    if not os.path.exists(prefix + ".model"):
+        test_tokenizer_specials_and_segments()
+    tk = T.Tok(prefix + ".model")
+    path = episodes(300, 12)
+    plain = train.load_episodes(path, tk, 1200)
+    packed = train.load_episodes(path, tk, 1200, pack=True)
+    assert sum(sum(m) for _, m in packed) == sum(sum(m) for _, m in plain)  # no answer lost
+    assert len(packed) < 0.85 * len(plain)
+    assert sum(len(i) for i, _ in packed) < 0.9 * sum(len(i) for i, _ in plain)
+    groups = {}
+    for line in open(path):
+        ep = json.loads(line)
+        if ep["meta"]["type"] in train.PACKABLE:
+            groups.setdefault(ep["segs"][0][0], []).append(ep)
+    joined = 0
+    for group in groups.values():
+        for eps, ids, mask in train.pack_groups(group, tk, 1200, random.Random(1)):
+            assert len(ids) == len(mask) <= 1200
+            whole = tk.encode_segs(eps[0]["segs"][:1] + [s for e in eps for s in e["segs"][1:]])
+            assert (ids, mask) == whole
+            assert tk.decode(ids).count("<|im_start|>system") == 1
+            assert all(e["meta"]["type"] != "notfound" for e in eps[1:])
+            seen = set()
+            for e in eps:
+                ts = set(train.TITLE_RE.findall("".join(s for s, _ in e["segs"])))
+                assert not ts & seen, ts & seen
+                seen |= ts
+            joined += len(eps) > 1
+    assert joined > 20
+    out = os.path.join(TMP, "val.pt")
+    r = subprocess.run([sys.executable, os.path.join(TRAIN, "train.py"), "--data", path, "--tokenizer",
+                        prefix + ".model", "--out", out, "--minutes", "0.3", "--ckpt-minutes", "0.1",
+                        "--d-model", "16", "--tokens-per-batch", "1024", "--max-len", "1200", "--threads", "1",
+                        "--tie", "--pack", "--val-data", episodes(10, 13, "heldout")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    losses = [float(ln.split()[6]) for ln in r.stdout.splitlines() if ln.startswith("validation at step")]
+    assert len(losses) >= 2, r.stdout
+    best, _ = M.load(out + ".best")
+    final, _ = M.load(out)
+    same = all(torch.equal(a, b) for a, b in zip(best.state_dict().values(), final.state_dict().values()))
+    assert same == (losses[-1] <= min(losses)), (losses, same)
+
+
+def test_reasoning_and_phrasing_options():
+    """--think-title writes the answering document's title and id in the
+    reasoning, --think-subject the question's subject before it (and before
+    "The documents do not say."); --phrasings draws more training questions;
+    none of them changes what the held-out split asks, and no training memory
+    attribute is a held-out one."""
+    saved = gen.THINK_TITLE, gen.THINK_SUBJECT, gen.PHRASINGS
+    try:
+        held = [gen.episode(random.Random(5), True) for _ in range(20)]
+        gen.THINK_TITLE = gen.THINK_SUBJECT = gen.PHRASINGS = True
+        rng = random.Random(9)
+        questions = set()
+        for _ in range(80):
+            ep = gen.episode(rng, False, rng.choice(["quote", "notfound"]))
+            user, answer = ep["turns"][-2], ep["turns"][-1]
+            questions.add(user["text"])
+            assert answer["reasoning"].startswith("Subject: "), answer
+            subject = answer["reasoning"][len("Subject: "):].split(". ")[0]
+            assert subject in user["text"], (subject, user["text"])
+            if ep["meta"]["type"] == "quote":
+                quote, doc = ep["meta"]["quotes"][0]
+                title = user["docs"][doc - 1][0]
+                assert answer["reasoning"].endswith('It is under "%s", document %d.' % (title, doc)), answer
+            else:
+                assert answer["reasoning"].endswith("The documents do not say."), answer
+        assert any(q.startswith(tuple(gen.QUESTION_LEAD_INS)) for q in questions)
+        extra = [t.split("{")[0] for ts in gen.MORE_QUESTIONS.values() for t in ts]
+        assert any(q.startswith(tuple(extra)) for q in questions)
+        again = [gen.episode(random.Random(5), True) for _ in range(20)]
+        def asked(eps):  # what the evaluation shows the model: all but the answer's reasoning
+            return [([t for t in e["turns"] if t["role"] != "assistant"], e["tools"], e["meta"]) for e in eps]
+        assert asked(again) == asked(held)
+        attrs = {gen.mem_train_attribute(gen.World(random.Random(i), False))[0] for i in range(400)}
+        assert len(attrs) > 100 and not attrs & {a for a, _ in gen.MEM_HELD}
+    finally:
+        gen.THINK_TITLE, gen.THINK_SUBJECT, gen.PHRASINGS = saved
+
+
 def test_chunk_scan_equals_exact():
     torch.manual_seed(0)
     m = M.Jamba(M.Config(vocab=64, d_model=32, d_ff=64, d_state=8, dt_rank=2))
