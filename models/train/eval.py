@@ -97,7 +97,7 @@ def main():
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--n", type=int, default=30, help="episodes per question type")
     ap.add_argument("--n-memory", type=int, default=8, help="episodes per history length")
-    for flag in ("--think-title", "--think-subject", "--phrasings"):
+    for flag in ("--think-title", "--think-subject", "--phrasings", "--mem-wide"):
         ap.add_argument(flag, action="store_true",
                         help="gen.py's training flag, accepted and ignored: the reasoning is the model's own here")
     ap.add_argument("--quote-decoding", action="store_true",

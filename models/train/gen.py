@@ -602,11 +602,22 @@ def calc_turns(expr, res, quotes, answer):
 
 
 # ------------------------------------------------------------ memory facts
-# Training attributes are many (things x kinds of identifier, and roles whose
-# value is a person), values are drawn fresh, and some histories state two or
-# three of them: with a handful of fixed attributes a small model learns the
-# answer templates ("Your badge number is B-...") and recalls nothing it was
-# told. None of the held-out attributes below is among them.
+MEM = [
+    ("employee number", lambda r: str(r.randint(1000, 99999))),
+    ("badge number", lambda r: "B-%d" % r.randint(100, 9999)),
+    ("cost center", lambda r: "CC-%d" % r.randint(100, 999)),
+    ("parking spot", lambda r: "P%d" % r.randint(1, 400)),
+    ("laptop asset tag", lambda r: "LT-%05d" % r.randint(0, 99999)),
+    ("project code name", lambda r: r.choice(["Bluebird", "Copperhead", "Driftwood", "Firefly", "Granite", "Halcyon"])),
+    ("team", lambda r: r.choice(["Payments", "Search", "Platform", "Billing", "Mobile", "Data"])),
+]
+# --mem-wide: training attributes are many (things x kinds of identifier, and
+# roles whose value is a person), values are drawn fresh, more phrasings, and
+# some histories state two or three facts: with the handful above a small
+# model learns the answer templates ("Your badge number is B-...") and recalls
+# nothing it was told (0% at 1K tokens; with --mem-wide 25-50%). None of the
+# held-out attributes below is among them.
+MEM_WIDE = False
 MEM_THINGS = ("employee badge locker parking-spot laptop phone office room cabinet mailbox bike-rack car "
               "account order license invoice visitor-pass access-card extension keycard server printer "
               "monitor building floor project cost-center contract claim shipment reservation booking "
@@ -651,12 +662,16 @@ def memory_fact(world, exclude=()):
     """(statement, question, answer) for one attribute of the user's, not in exclude."""
     r = world.rng
     while True:
-        attr, gen = r.choice(MEM_HELD) if world.held else mem_train_attribute(world)
+        if world.held:
+            attr, gen = r.choice(MEM_HELD)
+        else:
+            attr, gen = mem_train_attribute(world) if MEM_WIDE else r.choice(MEM)
         if attr not in exclude:
             break
     val = world.person() if gen is None else gen(r)
-    state = r.choice(MEM_STATE_HELD if world.held else MEM_STATE).format(a=attr, v=val)
-    ask = r.choice(MEM_ASK_HELD if world.held else MEM_ASK).format(a=attr)
+    wide = 1000 if MEM_WIDE else 2  # without --mem-wide, the first two phrasings only
+    state = r.choice(MEM_STATE_HELD if world.held else MEM_STATE[:wide]).format(a=attr, v=val)
+    ask = r.choice(MEM_ASK_HELD if world.held else MEM_ASK[:wide]).format(a=attr)
     ans = "Your %s is %s." % (attr, val)
     return state, ask, ans, attr
 
@@ -707,7 +722,7 @@ def episode(rng, held, kind=None, hist_tokens=0):
         turns.append(dict(role="user", docs=[], text=state))
         turns.append(dict(role="assistant", reasoning=None, text=rng.choice(ACKS)))
         turns += history(world, hist_tokens, rough_tokens, nfill)
-        if not held:  # other things the user said, before or after it
+        if not held and MEM_WIDE:  # other things the user said, before or after it
             for _ in range(rng.choice([0, 0, 1, 2])):
                 other = [dict(role="user", docs=[], text=memory_fact(world, (attr,))[0]),
                          dict(role="assistant", reasoning=None, text=rng.choice(ACKS))]
@@ -820,16 +835,19 @@ def main():
                     help="train and warm-up splits: share of fact sentences reworded (see LEAD_INS)")
     ap.add_argument("--phrasings", action="store_true",
                     help="training split: more question phrasings and lead-ins (MORE_QUESTIONS)")
+    ap.add_argument("--mem-wide", action="store_true",
+                    help="training split: memory facts over many attributes, with others stated beside them")
     ap.add_argument("--think-subject", action="store_true",
                     help="the reasoning before a quote or 'not found' first copies the question's subject")
     ap.add_argument("--think-title", action="store_true",
                     help="the reasoning before a quote copies the answering document's title")
     a = ap.parse_args()
-    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT
+    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE
     VARY = a.vary
     PHRASINGS = a.phrasings
     THINK_TITLE = a.think_title
     THINK_SUBJECT = a.think_subject
+    MEM_WIDE = a.mem_wide
     NONCE = a.nonce if a.split == "train" else 0.0
     rng = random.Random(a.seed)
     with open(a.out, "w") as f:

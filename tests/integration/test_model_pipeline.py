@@ -233,6 +233,8 @@ def test_reasoning_and_phrasing_options():
         assert asked(again) == asked(held)
         attrs = {gen.mem_train_attribute(gen.World(random.Random(i), False))[0] for i in range(400)}
         assert len(attrs) > 100 and not attrs & {a for a, _ in gen.MEM_HELD}
+        world = gen.World(random.Random(3), False)  # without --mem-wide: the seven of the shipped recipe
+        assert {gen.memory_fact(world)[3] for _ in range(60)} == {a for a, _ in gen.MEM}
     finally:
         gen.THINK_TITLE, gen.THINK_SUBJECT, gen.PHRASINGS = saved
 
