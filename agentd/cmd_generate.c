@@ -54,8 +54,8 @@ static int load_array(const char *flag, const char *path, json_t **out)
 
 /* The agent-run way: the local backend's decoding loop over the raw prompt. */
 static int generate_constrained(const char *model, const char *prompt, const char *sources_path,
-				const char *tools_path, long long max_tokens, double temperature, long long seed,
-				long long threads)
+				const char *tools_path, long long max_tokens, double temperature,
+				long long seed, long long threads)
 {
 	json_t *sources, *tools;
 	if (load_array("quote-sources", sources_path, &sources))
