@@ -97,9 +97,6 @@ def main():
     ap.add_argument("--seed", type=int, default=777)
     ap.add_argument("--n", type=int, default=30, help="episodes per question type")
     ap.add_argument("--n-memory", type=int, default=8, help="episodes per history length")
-    for flag in ("--think-title", "--think-subject", "--phrasings", "--mem-wide"):
-        ap.add_argument(flag, action="store_true",
-                        help="gen.py's training flag, accepted and ignored: the reasoning is the model's own here")
     ap.add_argument("--quote-decoding", action="store_true",
                     help="decode as agent runs are decoded: quotes held to the documents and chosen by "
                          "whole sentences, tool calls held to the offered tools' schemas")

@@ -669,9 +669,9 @@ def memory_fact(world, exclude=()):
         if attr not in exclude:
             break
     val = world.person() if gen is None else gen(r)
-    wide = 1000 if MEM_WIDE else 2  # without --mem-wide, the first two phrasings only
-    state = r.choice(MEM_STATE_HELD if world.held else MEM_STATE[:wide]).format(a=attr, v=val)
-    ask = r.choice(MEM_ASK_HELD if world.held else MEM_ASK[:wide]).format(a=attr)
+    n = None if MEM_WIDE else 2  # without --mem-wide, the shipped recipe's two phrasings
+    state = r.choice(MEM_STATE_HELD if world.held else MEM_STATE[:n]).format(a=attr, v=val)
+    ask = r.choice(MEM_ASK_HELD if world.held else MEM_ASK[:n]).format(a=attr)
     ans = "Your %s is %s." % (attr, val)
     return state, ask, ans, attr
 

@@ -11,7 +11,8 @@
 #   MODEL_RESUME=1  continue the checkpoint in $MODEL_WORK
 #   MODEL_THREADS   training threads (default 1: measured faster than 2 here, idle or busy)
 #   MODEL_BATCH     padded tokens per optimizer step (default 3072)
-#   MODEL_GEN_FLAGS extra gen.py flags for the training, warm-up and validation episodes
+#   MODEL_GEN_FLAGS extra gen.py flags for the training, warm-up and validation episodes (the
+#                   evaluation asks the same held-out questions whatever they are)
 #                   (--think-title, --think-subject, --phrasings, --mem-wide: models/README.md)
 #   MODEL_PACK=1    join episodes that share a system turn into conversations (train.py --pack)
 #   MODEL_VALIDATE=1 export the checkpoint with the best answer loss on held-out episodes
@@ -32,15 +33,15 @@ fi
 $PY $T/gen.py --split train --n "${MODEL_EPISODES:-30000}" --seed 1 --copy-share 0.3 --lookup-share 0.5 \
 	--nonce 0.5 "${GEN_FLAGS[@]}" --out "$W/train.jsonl"
 $PY $T/gen.py --split warmup --n 20000 --seed 2 "${GEN_FLAGS[@]}" --out "$W/warm.jsonl"
-# Validation: held-out episodes of another seed than the evaluation's; the
-# checkpoint with the lowest answer loss on them is the one exported.
-$PY $T/gen.py --split heldout --n 120 --seed 778 "${GEN_FLAGS[@]}" --out "$W/val.jsonl"
 $PY $T/tok.py --episodes "$W/train.jsonl" --prefix "$W/tokenizer"
 opts=()
 [ "${MODEL_RESUME:-0}" = 1 ] && opts+=(--resume)
 [ "${MODEL_PACK:-0}" = 1 ] && opts+=(--pack)
 CKPT="$W/model.pt"
 if [ "${MODEL_VALIDATE:-0}" = 1 ]; then
+	# Held-out episodes of another seed than the evaluation's; the checkpoint
+	# with the lowest answer loss on them is the one exported.
+	$PY $T/gen.py --split heldout --n 120 --seed 778 "${GEN_FLAGS[@]}" --out "$W/val.jsonl"
 	opts+=(--val-data "$W/val.jsonl")
 	CKPT="$W/model.pt.best"
 fi
@@ -54,7 +55,7 @@ cp "$W/tokenizer.model" "$OUT/tokenizer.model"
 $PY $T/check_logits.py --agentd "$AGENTD" --ckpt "$CKPT" --gguf "$OUT/agentd-small.gguf" \
 	--tokenizer "$W/tokenizer.model"
 $PY $T/eval.py --agentd "$AGENTD" --model "$OUT/agentd-small.gguf" --tokenizer "$W/tokenizer.model" \
-	"${GEN_FLAGS[@]}" --out "$OUT/EVAL.md"
+	--out "$OUT/EVAL.md"
 # The same episodes with the engine's verbatim-quote decoding, as agent runs answer.
 $PY $T/eval.py --agentd "$AGENTD" --model "$OUT/agentd-small.gguf" --tokenizer "$W/tokenizer.model" \
-	"${GEN_FLAGS[@]}" --quote-decoding --out "$OUT/EVAL-quotes.md"
+	--quote-decoding --out "$OUT/EVAL-quotes.md"

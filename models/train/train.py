@@ -27,7 +27,7 @@ SYSTEM_START = "<|startoftext|><|im_start|>system"
 def load_episodes(path, tk, max_len, pack=False, seed=1):
     """(ids, mask) per episode of at most max_len tokens. pack: episodes with
     the same system turn are joined into conversations of several turns under
-    one system turn (see pack_episodes)."""
+    one system turn (see pack_groups)."""
     out, packable = [], {}
     with open(path) as f:
         for line in f:
@@ -40,7 +40,7 @@ def load_episodes(path, tk, max_len, pack=False, seed=1):
             if len(ids) <= max_len:
                 out.append((ids, mask))
     for group in packable.values():
-        out.extend(pack_episodes(group, tk, max_len, random.Random(seed)))
+        out.extend((ids, mask) for _, ids, mask in pack_groups(group, tk, max_len, random.Random(seed)))
     return out
 
 
@@ -80,10 +80,6 @@ def pack_groups(group, tk, max_len, rng):
     if cur is not None:
         out.append(cur)
     return out
-
-
-def pack_episodes(group, tk, max_len, rng):
-    return [(ids, mask) for _, ids, mask in pack_groups(group, tk, max_len, rng)]
 
 
 def batches(eps, tokens_per_batch, rng):
@@ -202,7 +198,7 @@ def main():
     ap.add_argument("--induction-share", type=float, default=0.0,
                     help="afterwards, share of steps that are copy_batch steps")
     ap.add_argument("--pack", action="store_true",
-                    help="join episodes that share a system turn into conversations (pack_episodes)")
+                    help="join episodes that share a system turn into conversations (pack_groups)")
     ap.add_argument("--val-data", help="held-out episodes: each checkpoint's answer loss on them is "
                     "printed, and the best checkpoint is kept as OUT.best")
     ap.add_argument("--resume", action="store_true")
