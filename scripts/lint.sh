@@ -1,5 +1,6 @@
 #!/bin/sh
 # make lint: the tree is clang-formatted, uses none of the banned functions,
+# its Python passes pyflakes (when installed),
 # and cppcheck finds nothing it is sure about.
 set -u
 status=0
@@ -18,6 +19,13 @@ fi
 if command -v cppcheck >/dev/null 2>&1; then
 	if ! cppcheck -q --error-exitcode=1 --std=c11 --inline-suppr -I. \
 		--suppress=missingIncludeSystem --suppress=unknownMacro $files; then
+		status=1
+	fi
+fi
+# The Python pipeline and tests: no unused imports or names, no undefined ones.
+if command -v pyflakes3 >/dev/null 2>&1; then
+	pyfiles=$(git ls-files '*.py')
+	if [ -n "$pyfiles" ] && ! pyflakes3 $pyfiles; then
 		status=1
 	fi
 fi

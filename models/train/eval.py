@@ -17,7 +17,7 @@ import re
 import subprocess
 import tempfile
 import time
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 
 import fmt
 import gen

@@ -10,7 +10,6 @@ import struct
 
 import numpy as np
 import sentencepiece as spm
-import torch
 
 import model as M
 

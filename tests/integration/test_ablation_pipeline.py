@@ -72,7 +72,7 @@ def test_data_deterministic_and_split():
 
 
 def test_train_export_measure():
-    bench = bench_binary()
+    bench_binary()  # linked here if missing; ablation.py runs it
     out = os.path.join(TMP, "run")
     r = subprocess.run([sys.executable, os.path.join(TRAIN, "ablation.py"), "run", "--out", out, "--build", BUILD,
                         "--tokens", str(6 * 4 * SEQ), "--seq", str(SEQ), "--batch", "4", "--d-model", "16",

@@ -2,9 +2,6 @@
 States are written straight into the store here; the engine-backed runs that
 produce them are tested with the planner."""
 import os
-import sqlite3
-import subprocess
-import sys
 
 import harness
 

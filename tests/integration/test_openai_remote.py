@@ -4,10 +4,8 @@ schema, retries, OpenAI-style errors for malformed requests, and the API key
 passed on but never logged."""
 import http.client
 import json
-import os
 
 import fake_openai
-import harness
 from harness import Agentd
 
 SECRET = "sk-remote-secret-4242"

@@ -3,7 +3,6 @@ format (raw and multipart), citations whose byte ranges hold their snippets,
 refusals that leave the store as it was, the size limit (413), deletion,
 git and URL sources, and `agentd ingest`. Everything runs on 127.0.0.1."""
 import http.server
-import json
 import os
 import subprocess
 import threading

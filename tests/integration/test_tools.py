@@ -4,7 +4,6 @@ repository, an HTTP server on 127.0.0.1), the admin settings, refusals that
 come back as clear errors, and the daemon still serving after calls that hit
 the sandbox's limits."""
 import http.server
-import json
 import os
 import shutil
 import sqlite3

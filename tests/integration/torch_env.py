@@ -3,15 +3,15 @@
 # under /usr/bin/python3 and not in another interpreter the runner may use.
 # require() re-runs the calling test there, or skips it with a printed reason
 # (in the "N passed, N failed" form the runner reads) when they are missing.
+import importlib
 import os
 import sys
 
 
 def have_deps():
     try:
-        import numpy  # noqa: F401
-        import sentencepiece  # noqa: F401
-        import torch  # noqa: F401
+        for name in ("numpy", "sentencepiece", "torch"):
+            importlib.import_module(name)
         return True
     except ImportError:
         return False
