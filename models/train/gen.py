@@ -13,6 +13,7 @@ import random
 from decimal import Decimal
 
 import fmt
+import grammar
 
 # ---------------------------------------------------------------- name pools
 # Each pool is split: the first part trains, the rest is held out.
@@ -112,6 +113,9 @@ THINK_TITLE = False
 # choice between quoting and "not found" is made with the subject just
 # written, a lookup in the passages, rather than from the question's wording.
 THINK_SUBJECT = False
+# --grammar: most training questions drawn from grammar.py's compositional
+# wordings instead of the templates above.
+GRAMMAR = False
 
 
 def vary(rng, text):
@@ -362,6 +366,8 @@ class World:
         return text if self.held else vary(self.rng, text)
 
     def question(self, s):
+        if GRAMMAR and not self.held and self.rng.random() < 0.75:
+            return grammar.question(self.rng, s["_kind"], s)
         pool = KINDS[s["_kind"]]["q"][1 if self.held else 0]
         if PHRASINGS and not self.held:
             pool = pool + MORE_QUESTIONS[s["_kind"]]
@@ -445,6 +451,8 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
             if not world.held
             else ["How much is %s?" % expr, "Work out %s for me." % expr]
         )
+        if GRAMMAR and not world.held and r.random() < 0.75:
+            q = grammar.calc_question(r, "plain", e=expr)
         for _ in range(r.randint(0, ndocs)):
             add_doc([world.fact()])
         res = fmt_num(eval_expr(expr))
@@ -478,6 +486,8 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
                       "hotel": ["What is the most I can spend on {k} hotel nights in {city}?"],
                       "stock": ["What is {k} times the stock of the {product}?"]}[kind]
             q = r.choice(qs).format(k=k, **f1)
+            if GRAMMAR and not world.held and r.random() < 0.75:
+                q = grammar.calc_question(r, kind, k=k, **f1)
             ops = [f1]
             lead = "The total is"
         else:
@@ -496,6 +506,8 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
                              else ["What is the price difference between the {a} and the {b}?"])
                 lead = "The difference is"
             q = q.format(a=f1["product"], b=f2["product"])
+            if GRAMMAR and not world.held and r.random() < 0.75:
+                q = grammar.calc_question(r, mode, a=f1["product"], b=f2["product"])
             ops = [f1, f2]
         ids = []
         for f in ops:
@@ -839,10 +851,13 @@ def main():
                     help="training split: memory facts over many attributes, with others stated beside them")
     ap.add_argument("--think-subject", action="store_true",
                     help="the reasoning before a quote or 'not found' first copies the question's subject")
+    ap.add_argument("--grammar", action="store_true",
+                    help="training split: most questions from grammar.py's compositional wordings")
     ap.add_argument("--think-title", action="store_true",
                     help="the reasoning before a quote copies the answering document's title")
     a = ap.parse_args()
-    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE
+    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR
+    GRAMMAR = a.grammar
     VARY = a.vary
     PHRASINGS = a.phrasings
     THINK_TITLE = a.think_title

@@ -16,6 +16,8 @@
 #                   (--think-title, --think-subject, --phrasings, --mem-wide: models/README.md)
 #   MODEL_PACK=1    join episodes that share a system turn into conversations (train.py --pack)
 #   MODEL_VALIDATE=1 export the checkpoint with the best answer loss on held-out episodes
+#   MODEL_LAYERS    layers (default 8: attention on layer 4; 16: on layers 4 and 12)
+#   MODEL_THINK_WEIGHT loss weight of the reasoning tokens (default 1)
 #   MODEL_OUT       where the GGUF, tokenizer and evaluations go (default models)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,7 +50,8 @@ fi
 $PY $T/train.py --data "$W/train.jsonl" --tokenizer "$W/tokenizer.model" --out "$W/model.pt" \
 	--minutes "${MODEL_MINUTES:-45}" --tokens-per-batch "${MODEL_BATCH:-3072}" --max-len 1200 \
 	--threads "${MODEL_THREADS:-1}" --tie --induction-steps 400 --induction-share 0.1 \
-	--warmup-data "$W/warm.jsonl" --warmup-minutes 5 --ctx-weight "${MODEL_CTX_WEIGHT:-0}" "${opts[@]}" |
+	--warmup-data "$W/warm.jsonl" --warmup-minutes 5 --ctx-weight "${MODEL_CTX_WEIGHT:-0}" \
+	--layers "${MODEL_LAYERS:-8}" --think-weight "${MODEL_THINK_WEIGHT:-1}" "${opts[@]}" |
 	tee "$W/train.log"
 $PY $T/export_gguf.py --ckpt "$CKPT" --tokenizer "$W/tokenizer.model" --out "$OUT/agentd-small.gguf"
 cp "$W/tokenizer.model" "$OUT/tokenizer.model"

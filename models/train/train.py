@@ -24,10 +24,34 @@ TITLE_RE = re.compile(r'title="([^"]*)"')
 SYSTEM_START = "<|startoftext|><|im_start|>system"
 
 
-def load_episodes(path, tk, max_len, pack=False, seed=1):
+def load_episodes(path, tk, max_len, pack=False, seed=1, think_weight=1.0):
     """(ids, mask) per episode of at most max_len tokens. pack: episodes with
     the same system turn are joined into conversations of several turns under
-    one system turn (see pack_groups)."""
+    one system turn (see pack_groups). think_weight: see weigh_reasoning."""
+    out = _load_episodes(path, tk, max_len, pack, seed)
+    if think_weight != 1.0:
+        out = [(ids, weigh_reasoning(tk, ids, mask, think_weight)) for ids, mask in out]
+    return out
+
+
+def weigh_reasoning(tk, ids, mask, weight):
+    """The mask with the trained tokens inside <think> ... </think> set to
+    weight. The reasoning line is where the answer is decided (which
+    document, quote or "not found" or the calculator) in a dozen tokens of an
+    answer's hundred; the copying after it is easy once it is right."""
+    open_id, close_id = tk.sp.piece_to_id("<think>"), tk.sp.piece_to_id("</think>")
+    out, inside = list(mask), False
+    for i, (t, m) in enumerate(zip(ids, mask)):  # <think> ends the (untrained) prompt
+        if t == open_id:
+            inside = True
+        elif t == close_id:
+            inside = False
+        elif inside and m:
+            out[i] = weight
+    return out
+
+
+def _load_episodes(path, tk, max_len, pack, seed):
     out, packable = [], {}
     with open(path) as f:
         for line in f:
@@ -100,8 +124,8 @@ def batches(eps, tokens_per_batch, rng):
 
 
 def collate(eps, idx):
-    """Token ids, and per position 1 (assistant token: trained), 0.5 (any
-    other real token) or 0 (padding)."""
+    """Token ids, and per position 1 (assistant token: trained; more for
+    weighted reasoning tokens), 0.5 (any other real token) or 0 (padding)."""
     L = max(len(eps[i][0]) for i in idx)
     x = torch.zeros(len(idx), L, dtype=torch.long)
     m = torch.zeros(len(idx), L, dtype=torch.float32)
@@ -141,12 +165,15 @@ def masked_loss(model, x, m, ctx_weight=0.0):
     ans = want > 0.75
     h = model.hidden(x[:, :-1])
     y = x[:, 1:]
-    la = F.cross_entropy(model.lm_head(h[ans]), y[ans])
+    ce = F.cross_entropy(model.lm_head(h[ans]), y[ans], reduction="none")
+    la = ce.mean()
+    w = (want[ans] - 0.5) * 2  # 1, or the reasoning weight
+    total = (ce * w).sum() / w.sum()
     ctx = (want > 0.25) & ~ans
     if ctx_weight <= 0 or not ctx.any():
-        return la, la
+        return total, la
     lc = F.cross_entropy(model.lm_head(h[ctx]), y[ctx])
-    return la + ctx_weight * lc, la
+    return total + ctx_weight * lc, la
 
 
 def validate(model, val, out, best, step):
@@ -186,6 +213,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--d-model", type=int, default=96)
     ap.add_argument("--d-state", type=int, default=8)
+    ap.add_argument("--layers", type=int, default=8,
+                    help="attention on layers 4, 12, ... (one in eight), as in Jamba")
+    ap.add_argument("--think-weight", type=float, default=1.0,
+                    help="loss weight of the reasoning tokens (see weigh_reasoning)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tie", action="store_true", help="lm_head shares the embedding matrix")
     ap.add_argument("--warmup-data", help="episodes trained on alone for the first --warmup-minutes")
@@ -208,13 +239,13 @@ def main():
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
     tk = T.Tok(a.tokenizer)
-    eps = load_episodes(a.data, tk, a.max_len, a.pack, a.seed)
+    eps = load_episodes(a.data, tk, a.max_len, a.pack, a.seed, a.think_weight)
     warm = load_episodes(a.warmup_data, tk, a.max_len) if a.warmup_data and a.warmup_minutes > 0 else []
     if warm:
         print("warm-up episodes %d for %.1f min" % (len(warm), a.warmup_minutes), flush=True)
     print("episodes %d, tokens %d, trained tokens %d" % (
         len(eps), sum(len(e[0]) for e in eps), sum(sum(e[1]) for e in eps)), flush=True)
-    cfg = M.Config(vocab=tk.sp.get_piece_size(), d_model=a.d_model, d_ff=2 * a.d_model,
+    cfg = M.Config(vocab=tk.sp.get_piece_size(), d_model=a.d_model, d_ff=2 * a.d_model, n_layers=a.layers,
                    d_state=a.d_state, dt_rank=max(1, math.ceil(a.d_model / 16)), tie_embeddings=a.tie)
     model = M.Jamba(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.01)

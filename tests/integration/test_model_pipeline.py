@@ -239,6 +239,77 @@ def test_reasoning_and_phrasing_options():
         gen.THINK_TITLE, gen.THINK_SUBJECT, gen.PHRASINGS = saved
 
 
+def test_question_grammar():
+    """--grammar: training questions from many wordings, the subject in many
+    places (the reasoning's subject is still the question's own words), no
+    held-out wording among them; the held-out split and the default training
+    split are unchanged by it."""
+    import grammar
+    templates = [t for w in grammar.KIND_WORDS.values() for t in w["own"] + (w["A"] or []) + (w["S"] or [])]
+    templates += grammar.FRAMES + [t for ts in grammar.CALC.values() for t in ts]
+    held = {t for k in gen.KINDS.values() for t in k["q"][1]}
+    for t in templates:
+        assert t not in held and not any(w in t for w in grammar.HELD_OUT_WORDS), t
+    saved = gen.GRAMMAR, gen.THINK_SUBJECT
+    try:
+        plain = [gen.train_episode(random.Random(i), 0.3, 0.5) for i in range(30)]
+        held_eps = [gen.episode(random.Random(i), True) for i in range(30)]
+        gen.GRAMMAR = True
+        assert [gen.episode(random.Random(i), True) for i in range(30)] == held_eps
+        gen.THINK_SUBJECT = True
+        rng = random.Random(4)
+        openings, kinds = set(), {}
+        for _ in range(300):
+            ep = gen.episode(rng, False, rng.choice(["quote", "notfound", "calc_doc", "calc_any", "calc_plain"]))
+            q = ep["turns"][-2 if ep["meta"]["type"] != "calc" else -4]["text"]
+            assert all(w not in q for w in ("sell for", "stock level", "price difference")), q
+            openings.add(" ".join(q.split()[:2]))
+            kinds.setdefault(ep["meta"]["type"], []).append(q)
+            if ep["meta"]["type"] in ("quote", "notfound"):
+                subject = ep["turns"][-1]["reasoning"][len("Subject: "):].split(". ")[0]
+                assert subject in q, (subject, q)
+        assert len(openings) > 60, len(openings)
+        assert all(len(set(v)) > 0.6 * len(v) for v in kinds.values()), {k: len(v) for k, v in kinds.items()}
+    finally:
+        gen.GRAMMAR, gen.THINK_SUBJECT = saved
+    assert [gen.train_episode(random.Random(i), 0.3, 0.5) for i in range(30)] == plain
+
+
+def test_reasoning_weight():
+    """train.py --think-weight: exactly the trained tokens between <think> and
+    </think> get the weight (not the tags, not the user's instruction that
+    names them), and the total loss is the weighted mean while the reported
+    answer loss stays the plain mean."""
+    import train
+    prefix = os.path.join(TMP, "tok")
+    if not os.path.exists(prefix + ".model"):
+        test_tokenizer_specials_and_segments()
+    tk = T.Tok(prefix + ".model")
+    ep = json.loads(open(episodes(5, 21)).readline())
+    ids, mask = tk.encode_segs(ep["segs"])
+    w = train.weigh_reasoning(tk, ids, mask, 3.0)
+    think = tk.sp.piece_to_id("<think>"), tk.sp.piece_to_id("</think>")
+    assert ids.count(think[0]) >= 2  # the instruction in the user turn names the tags too
+    heavy = [i for i, v in enumerate(w) if v == 3.0]
+    assert heavy and all(mask[i] == 1 for i in heavy)
+    start = max(i for i in range(heavy[0]) if ids[i] == think[0])  # the generation prompt's tag
+    assert mask[start] == 0 and ids[heavy[-1] + 1] == think[1] and mask[heavy[-1] + 1] == 1
+    assert heavy == [i for i in range(start + 1, heavy[-1] + 1) if mask[i]]
+    assert all(v == m for i, (v, m) in enumerate(zip(w, mask)) if i not in heavy)
+    torch.manual_seed(3)
+    m = M.Jamba(M.Config(vocab=tk.sp.get_piece_size(), d_model=16, n_layers=2, d_ff=32, d_state=4, dt_rank=1,
+                         n_heads=2, n_kv_heads=1, n_experts=1, attn_period=2, attn_offset=1))
+    x, mw = train.collate([(ids, w)], [0])
+    total, ans = train.masked_loss(m, x, mw)
+    with torch.no_grad():
+        nll = -torch.log_softmax(m(x[:, :-1]), -1).gather(-1, x[:, 1:, None])[0, :, 0]
+    trained = torch.tensor(mask[1:], dtype=torch.bool)
+    weights = torch.tensor(w[1:], dtype=torch.float32)[trained]
+    assert torch.allclose(ans, nll[trained].mean(), atol=1e-5)
+    assert torch.allclose(total, (nll[trained] * weights).sum() / weights.sum(), atol=1e-5)
+    assert not torch.allclose(total, ans)
+
+
 def test_chunk_scan_equals_exact():
     torch.manual_seed(0)
     m = M.Jamba(M.Config(vocab=64, d_model=32, d_ff=64, d_state=8, dt_rank=2))
@@ -392,9 +463,10 @@ def test_context_loss_weight():
 def test_gguf_matches_engine():
     for tie in (False, True):
         gguf_matches_engine(tie)
+    gguf_matches_engine(True, layers=16)  # two attention layers, 4 and 12 (train.py --layers 16)
 
 
-def gguf_matches_engine(tie):
+def gguf_matches_engine(tie, layers=8):
     if not os.access(AGENTD, os.X_OK):
         raise RuntimeError("agentd binary missing at %s" % AGENTD)
     prefix = os.path.join(TMP, "tok")
@@ -402,7 +474,7 @@ def gguf_matches_engine(tie):
         test_tokenizer_specials_and_segments()
     torch.manual_seed(1)
     m = M.Jamba(M.Config(vocab=1024, d_model=32, d_ff=64, d_state=8, dt_rank=2, n_heads=4, n_kv_heads=2,
-                         tie_embeddings=tie))
+                         n_layers=layers, tie_embeddings=tie))
     with torch.no_grad():
         for n, p in m.named_parameters():
             if p.dim() == 1:
