@@ -33,6 +33,10 @@ THINK_TITLE = False
 # choice between quoting and "not found" is made with the subject just
 # written, a lookup in the passages, rather than from the question's wording.
 THINK_SUBJECT = False
+# --think-drills: the lookup drills' answers carry the same reasoning line as
+# the episodes', so the line that decides an answer is also trained on short
+# conversations with several questions each, not once per long episode.
+THINK_DRILLS = False
 # --grammar: most training questions drawn from grammar.py's compositional
 # wordings instead of the templates above.
 GRAMMAR = False
@@ -352,10 +356,7 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
         q = world.question(target)
         meta = dict(type="notfound")
         user = dict(role="user", docs=docs, text=q)
-        reasoning = "The documents do not say."
-        if THINK_SUBJECT:
-            reasoning = "Subject: %s. %s" % (World.key(target["_kind"], target)[1], reasoning)
-        return user, [dict(role="assistant", reasoning=reasoning, text=fmt.NOT_FOUND)], meta
+        return user, [dict(role="assistant", reasoning=reasoning_for(target), text=fmt.NOT_FOUND)], meta
     extra = [world.fact() for _ in range(r.choice([0, 0, 1, 2]))]
     tid = add_doc([target] + extra)
     for _ in range(ndocs - 1):
@@ -382,12 +383,21 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
     meta = dict(type="inject" if injected else "quote", quotes=[(quote, tid)])
     user = dict(role="user", docs=docs, text=q)
     ans = '"%s" [%d]' % (quote, tid)
-    reasoning = "The answer is in document %d." % tid
-    if THINK_TITLE:
+    return user, [dict(role="assistant", reasoning=reasoning_for(target, docs, tid), text=ans)], meta
+
+
+def reasoning_for(target, docs=None, tid=None):
+    """The reasoning line before a quote of document tid, or before "not
+    found" (tid None), as --think-title and --think-subject shape it."""
+    if tid is None:
+        reasoning = "The documents do not say."
+    elif THINK_TITLE:
         reasoning = 'It is under "%s", document %d.' % (docs[tid - 1][0], tid)
+    else:
+        reasoning = "The answer is in document %d." % tid
     if THINK_SUBJECT:
         reasoning = "Subject: %s. %s" % (World.key(target["_kind"], target)[1], reasoning)
-    return user, [dict(role="assistant", reasoning=reasoning, text=ans)], meta
+    return reasoning
 
 
 def world_sentence_in(sents, f, world):
@@ -602,12 +612,15 @@ def lookup_drill(rng):
     turns = []
     for k in range(rng.randint(2, 4)):
         if rng.random() < 0.25:
-            q, ans = world.question(world.fact(rng.choice(facts)["_kind"])), fmt.NOT_FOUND
+            target = world.fact(rng.choice(facts)["_kind"])
+            q, ans, tid = world.question(target), fmt.NOT_FOUND, None
         else:
             n = rng.randrange(len(docs))
-            q, ans = world.question(facts[n]), '"%s" [%d]' % (sents[n], n + 1)
-        turns.append(dict(role="user", docs=docs if k == 0 else [], text=q))
-        turns.append(dict(role="assistant", reasoning=None, text=ans))
+            target, tid = facts[n], n + 1
+            q, ans = world.question(target), '"%s" [%d]' % (sents[n], n + 1)
+        reasoning = reasoning_for(target, docs, tid) if THINK_DRILLS else None
+        turns.append(dict(role="user", docs=docs if k == 0 else [], text=q, think=THINK_DRILLS))
+        turns.append(dict(role="assistant", reasoning=reasoning, text=ans))
     return dict(tools=[], turns=turns, system=False, meta=dict(type="lookup"))
 
 
@@ -657,13 +670,16 @@ def main():
                     help="training split: memory facts over many attributes, with others stated beside them")
     ap.add_argument("--think-subject", action="store_true",
                     help="the reasoning before a quote or 'not found' first copies the question's subject")
+    ap.add_argument("--think-drills", action="store_true",
+                    help="training split: lookup drills carry the reasoning line too (see THINK_DRILLS)")
     ap.add_argument("--grammar", action="store_true",
                     help="training split: most questions from grammar.py's compositional wordings")
     ap.add_argument("--think-title", action="store_true",
                     help="the reasoning before a quote copies the answering document's title")
     a = ap.parse_args()
-    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR
+    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS
     GRAMMAR = a.grammar
+    THINK_DRILLS = a.think_drills
     VARY = a.vary
     PHRASINGS = a.phrasings
     THINK_TITLE = a.think_title

@@ -275,6 +275,37 @@ def test_question_grammar():
     assert [gen.train_episode(random.Random(i), 0.3, 0.5) for i in range(30)] == plain
 
 
+def test_think_drills():
+    """--think-drills: every answer of a lookup drill carries the episodes'
+    reasoning line (the subject, then the cited document's title and number,
+    or "The documents do not say."); without it the drills have none."""
+    assert all(t["reasoning"] is None for t in gen.lookup_drill(random.Random(8))["turns"][1::2])
+    saved = gen.THINK_DRILLS, gen.THINK_TITLE, gen.THINK_SUBJECT
+    try:
+        gen.THINK_DRILLS = gen.THINK_TITLE = gen.THINK_SUBJECT = True
+        rng, quotes, nf = random.Random(8), 0, 0
+        for _ in range(40):
+            turns = gen.lookup_drill(rng)["turns"]
+            docs = turns[0]["docs"]
+            for user, answer in zip(turns[::2], turns[1::2]):
+                assert user["think"] and answer["reasoning"].startswith("Subject: ")
+                subject = answer["reasoning"][len("Subject: "):].split(". ")[0]
+                assert subject in user["text"], (subject, user["text"])
+                m = re.match(r'^"(.*)" \[(\d+)\]$', answer["text"])
+                if m:
+                    n = int(m.group(2))
+                    assert answer["reasoning"].endswith('It is under "%s", document %d.' % (docs[n - 1][0], n))
+                    assert m.group(1) in docs[n - 1][1]
+                    quotes += 1
+                else:
+                    assert answer["text"] == fmt.NOT_FOUND
+                    assert answer["reasoning"].endswith("The documents do not say.")
+                    nf += 1
+        assert quotes > 40 and nf > 10
+    finally:
+        gen.THINK_DRILLS, gen.THINK_TITLE, gen.THINK_SUBJECT = saved
+
+
 def test_reasoning_weight():
     """train.py --think-weight: exactly the trained tokens between <think> and
     </think> get the weight (not the tags, not the user's instruction that
