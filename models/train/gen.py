@@ -37,6 +37,9 @@ THINK_SUBJECT = False
 # the episodes', so the line that decides an answer is also trained on short
 # conversations with several questions each, not once per long episode.
 THINK_DRILLS = False
+# --plain-titles P: a share P of the training documents get a title that says
+# nothing of their content (see plain_title).
+PLAIN_TITLES = 0.0
 # --grammar: most training questions drawn from grammar.py's compositional
 # wordings instead of the templates above.
 GRAMMAR = False
@@ -225,7 +228,21 @@ def doc_for(world, facts, nfill):
     fill = world.rng.sample(world.p["filler"], min(nfill, len(world.p["filler"])))
     text = sents + fill
     world.rng.shuffle(text)
-    return (world.title(facts[0]), " ".join(text)), sents
+    title = world.title(facts[0])
+    if PLAIN_TITLES and not world.held and world.rng.random() < PLAIN_TITLES:
+        title = plain_title(world.rng, world.company)
+    return (title, " ".join(text)), sents
+
+
+def plain_title(rng, company):
+    """A title that says nothing of the document's facts, as real attachments
+    have ("doc", "policy-2024.pdf"): trained only on titles that name the
+    subject, the model looks for the subject in titles, and a just-attached
+    document titled "doc" is then "not found" (measured, seventh and eighth
+    attempts). Numbered, so packed conversations can still tell documents apart."""
+    n = rng.randint(1, 9999)
+    return rng.choice(["doc %d", "Document %d", "notes-%d.txt", "Intranet page %d", "scan-%d.pdf",
+                       "attachment %d", "Untitled %d", "policy-%d.pdf", "FAQ %d", company + " wiki %d"]) % n
 
 
 def fmt_num(d):
@@ -672,14 +689,17 @@ def main():
                     help="the reasoning before a quote or 'not found' first copies the question's subject")
     ap.add_argument("--think-drills", action="store_true",
                     help="training split: lookup drills carry the reasoning line too (see THINK_DRILLS)")
+    ap.add_argument("--plain-titles", type=float, default=0.0,
+                    help="training split: share of documents with a title that says nothing of them")
     ap.add_argument("--grammar", action="store_true",
                     help="training split: most questions from grammar.py's compositional wordings")
     ap.add_argument("--think-title", action="store_true",
                     help="the reasoning before a quote copies the answering document's title")
     a = ap.parse_args()
-    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS
+    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS, PLAIN_TITLES
     GRAMMAR = a.grammar
     THINK_DRILLS = a.think_drills
+    PLAIN_TITLES = a.plain_titles if a.split == "train" else 0.0
     VARY = a.vary
     PHRASINGS = a.phrasings
     THINK_TITLE = a.think_title

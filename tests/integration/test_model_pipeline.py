@@ -306,6 +306,29 @@ def test_think_drills():
         gen.THINK_DRILLS, gen.THINK_TITLE, gen.THINK_SUBJECT = saved
 
 
+def test_plain_titles():
+    """--plain-titles P: about a share P of training documents are titled with
+    nothing of their facts (the quoted sentence's subject is not in the title);
+    held-out documents keep their titles."""
+    held = [gen.episode(random.Random(i), True, "quote") for i in range(20)]
+    saved = gen.PLAIN_TITLES
+    try:
+        gen.PLAIN_TITLES = 0.5
+        assert [gen.episode(random.Random(i), True, "quote") for i in range(20)] == held
+        rng, plain, n = random.Random(6), 0, 0
+        for _ in range(200):
+            ep = gen.episode(rng, False, "quote")
+            quote, doc = ep["meta"]["quotes"][0]
+            title = ep["turns"][-2]["docs"][doc - 1][0]
+            n += 1
+            if "›" not in title:
+                plain += 1
+                assert re.search(r"\d", title) and not any(w in title for w in quote.split()[1:3]), (title, quote)
+        assert 0.35 < plain / n < 0.65, plain / n
+    finally:
+        gen.PLAIN_TITLES = saved
+
+
 def test_reasoning_weight():
     """train.py --think-weight: exactly the trained tokens between <think> and
     </think> get the weight (not the tags, not the user's instruction that
