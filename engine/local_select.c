@@ -130,8 +130,8 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 	/* With a marker required, it is part of what is scored and written: the document the model
 	 * means to cite weighs in the choice of the sentence. */
 	bool marker = engine_quote_matcher_cite_required(c->quote);
-	if (n < 2)
-		return 0; /* one way on (or none): the mask alone leads there */
+	if (n == 0)
+		return 0;
 	size_t n_vocab = engine_model_config(l->model)->n_vocab;
 	candidate cand[MAX_CANDIDATES];
 	memset(cand, 0, sizeof cand);
@@ -143,6 +143,10 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 		if ((rc = tokens_of(l, texts[i], lens[i], marker ? srcs[i] + 1 : 0, &scratch, &cand[i])) ||
 		    !cand[i].n)
 			continue;
+		/* One way to a sentence's end is forced too: left to the mask, which lets a quote
+		 * close at any word, the model closed "...paid leave each" one word short. */
+		if (n == 1)
+			break;
 		cand[i].logp = log_prob(logits, n_vocab, cand[i].toks[0]);
 		if (cand[i].n > 1)
 			rc = engine_state_fork(&cand[i].fork, s);

@@ -153,11 +153,63 @@ static void test_forces_the_likeliest_sentence(void **state)
 	remove(path);
 }
 
+/* A single sentence to go on to is forced whole, with its marker: the mask alone would let the
+ * model close the quote at any word. */
+static void test_forces_the_only_sentence(void **state)
+{
+	(void)state;
+	char path[512];
+	const char *dir = getenv("TEST_TMPDIR");
+	snprintf(path, sizeof path, "%s/quote-select-one.gguf", dir ? dir : "/tmp");
+	engine_jamba_random p;
+	engine_jamba_random_init(&p);
+	p.seed = 6;
+	assert_int_equal(engine_jamba_random_write(&p, path), 0);
+	engine_local *l;
+	assert_int_equal(engine_local_open(&l, path, 1), 0);
+	engine_model *m = engine_local_model(l);
+	json_t *sources = json_pack("[s]", sentences[3]);
+	engine_chat_request req = {.quote_sources = sources, .quote_cite_required = true};
+	local_constraint c;
+	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
+	const char *prompt = "Answer: \"";
+	int32_t *toks;
+	size_t n;
+	assert_int_equal(
+		engine_tokenize(engine_local_tokenizer(l), prompt, strlen(prompt), true, false, &toks, &n),
+		0);
+	engine_state *s;
+	assert_int_equal(engine_state_new(&s, m), 0);
+	float *logits = malloc(engine_model_config(m)->n_vocab * sizeof *logits);
+	assert_int_equal(engine_prefill(m, s, toks, n, logits), 0);
+	assert_int_equal(local_constraint_accept(&c, toks[n - 1], "\"", 1), 0);
+	assert_true(c.select_pending);
+	c.select_pending = false;
+	assert_int_equal(local_quote_select(l, s, logits, &c), 0);
+	assert_non_null(c.forced);
+	char *text;
+	size_t len;
+	assert_int_equal(
+		engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false, &text, &len), 0);
+	char want[64];
+	snprintf(want, sizeof want, "%s\" [1]", sentences[3]);
+	assert_string_equal(text[0] == ' ' ? text + 1 : text, want);
+	ag_free(text);
+	ag_free(toks);
+	free(logits);
+	engine_state_free(s);
+	local_constraint_free(&c);
+	json_decref(sources);
+	engine_local_free(l);
+	remove(path);
+}
+
 int main(void)
 {
 	ag_alloc_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forces_the_likeliest_sentence),
+		cmocka_unit_test(test_forces_the_only_sentence),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
