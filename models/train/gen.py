@@ -45,6 +45,11 @@ PLAIN_TITLES = 0.0
 GRAMMAR = False
 
 
+def grammar_turn(world):
+    """Whether this training question comes from grammar.py (--grammar: three in four)."""
+    return GRAMMAR and not world.held and world.rng.random() < 0.75
+
+
 def vary(rng, text):
     """Rewords a template sentence with probability VARY (see LEAD_INS)."""
     if VARY <= 0 or rng.random() >= VARY:
@@ -190,7 +195,7 @@ class World:
         return text if self.held else vary(self.rng, text)
 
     def question(self, s):
-        if GRAMMAR and not self.held and self.rng.random() < 0.75:
+        if grammar_turn(self):
             return grammar.question(self.rng, s["_kind"], s)
         pool = KINDS[s["_kind"]]["q"][1 if self.held else 0]
         if PHRASINGS and not self.held:
@@ -278,7 +283,7 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
             if not world.held
             else ["How much is %s?" % expr, "Work out %s for me." % expr]
         )
-        if GRAMMAR and not world.held and r.random() < 0.75:
+        if grammar_turn(world):
             q = grammar.calc_question(r, "plain", e=expr)
         for _ in range(r.randint(0, ndocs)):
             add_doc([world.fact()])
@@ -313,7 +318,7 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
                       "hotel": ["What is the most I can spend on {k} hotel nights in {city}?"],
                       "stock": ["What is {k} times the stock of the {product}?"]}[kind]
             q = r.choice(qs).format(k=k, **f1)
-            if GRAMMAR and not world.held and r.random() < 0.75:
+            if grammar_turn(world):
                 q = grammar.calc_question(r, kind, k=k, **f1)
             ops = [f1]
             lead = "The total is"
@@ -333,7 +338,7 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
                              else ["What is the price difference between the {a} and the {b}?"])
                 lead = "The difference is"
             q = q.format(a=f1["product"], b=f2["product"])
-            if GRAMMAR and not world.held and r.random() < 0.75:
+            if grammar_turn(world):
                 q = grammar.calc_question(r, mode, a=f1["product"], b=f2["product"])
             ops = [f1, f2]
         ids = []
