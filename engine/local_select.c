@@ -136,8 +136,8 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 	candidate cand[MAX_CANDIDATES];
 	memset(cand, 0, sizeof cand);
 	ag_buf scratch = AG_BUF_INIT;
-	float *rows = ag_malloc(PASS * n_vocab * sizeof *rows);
-	int rc = rows ? 0 : ag_error_set(AG_ENOMEM, "out of memory choosing a quote");
+	float *rows = NULL;
+	int rc = 0;
 	size_t longest = 0;
 	for (size_t i = 0; i < n && !rc; i++) {
 		if ((rc = tokens_of(l, texts[i], lens[i], marker ? srcs[i] + 1 : 0, &scratch, &cand[i])) ||
@@ -153,6 +153,8 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 		if (cand[i].n > longest)
 			longest = cand[i].n;
 	}
+	if (!rc && longest > 1 && !(rows = ag_malloc(PASS * n_vocab * sizeof *rows)))
+		rc = ag_error_set(AG_ENOMEM, "out of memory choosing a quote");
 	/* Step j feeds each fork its token j and scores its token j + 1. */
 	for (size_t j = 0; j + 1 < longest && !rc; j++) {
 		engine_state *batch[PASS];

@@ -49,18 +49,48 @@ static double mean_logp(engine_model *m, const engine_state *s, const float *fir
 	return sum / (double)n;
 }
 
+/* A random model written to a temporary GGUF (its path kept in path) and opened. */
+static engine_local *random_model(char *path, size_t size, const char *name, int seed)
+{
+	const char *dir = getenv("TEST_TMPDIR");
+	snprintf(path, size, "%s/%s", dir ? dir : "/tmp", name);
+	engine_jamba_random p;
+	engine_jamba_random_init(&p);
+	p.seed = seed;
+	assert_int_equal(engine_jamba_random_write(&p, path), 0);
+	engine_local *l;
+	assert_int_equal(engine_local_open(&l, path, 1), 0);
+	return l;
+}
+
+/* A state after prompt, whose last character opens the quote; the constraint has seen the
+ * opening and is ready to select. The next-token logits go to *logits (the caller frees). */
+static engine_state *open_quote(engine_local *l, local_constraint *c, const char *prompt, float **logits)
+{
+	engine_model *m = engine_local_model(l);
+	int32_t *toks;
+	size_t n;
+	assert_int_equal(
+		engine_tokenize(engine_local_tokenizer(l), prompt, strlen(prompt), true, false, &toks, &n),
+		0);
+	engine_state *s;
+	assert_int_equal(engine_state_new(&s, m), 0);
+	*logits = malloc(engine_model_config(m)->n_vocab * sizeof **logits);
+	assert_int_equal(engine_prefill(m, s, toks, n, *logits), 0);
+	engine_quote_matcher_reset(c->quote);
+	c->quote_fed = 0;
+	assert_int_equal(local_constraint_accept(c, toks[n - 1], "\"", 1), 0);
+	assert_true(c->select_pending);
+	c->select_pending = false;
+	ag_free(toks);
+	return s;
+}
+
 static void test_forces_the_likeliest_sentence(void **state)
 {
 	(void)state;
 	char path[512];
-	const char *dir = getenv("TEST_TMPDIR");
-	snprintf(path, sizeof path, "%s/quote-select.gguf", dir ? dir : "/tmp");
-	engine_jamba_random p;
-	engine_jamba_random_init(&p);
-	p.seed = 5;
-	assert_int_equal(engine_jamba_random_write(&p, path), 0);
-	engine_local *l;
-	assert_int_equal(engine_local_open(&l, path, 1), 0);
+	engine_local *l = random_model(path, sizeof path, "quote-select.gguf", 5);
 	engine_model *m = engine_local_model(l);
 	size_t nv = engine_model_config(m)->n_vocab;
 
@@ -77,21 +107,8 @@ static void test_forces_the_likeliest_sentence(void **state)
 	for (int trial = 0; trial < 6; trial++) {
 		char prompt[64];
 		snprintf(prompt, sizeof prompt, "Question %d: which one? Answer: \"", trial * 7);
-		int32_t *toks;
-		size_t n;
-		assert_int_equal(engine_tokenize(engine_local_tokenizer(l), prompt, strlen(prompt), true,
-						 false, &toks, &n),
-				 0);
-		engine_state *s;
-		assert_int_equal(engine_state_new(&s, m), 0);
-		float *logits = malloc(nv * sizeof *logits);
-		assert_int_equal(engine_prefill(m, s, toks, n, logits), 0);
-		engine_quote_matcher_reset(c.quote);
-		c.quote_fed = 0;
-		/* The model opened the quote (the prompt's last character stands for it). */
-		assert_int_equal(local_constraint_accept(&c, toks[n - 1], "\"", 1), 0);
-		assert_true(c.select_pending);
-		c.select_pending = false;
+		float *logits;
+		engine_state *s = open_quote(l, &c, prompt, &logits);
 		assert_int_equal(local_quote_select(l, s, logits, &c), 0);
 		assert_non_null(c.forced);
 		char *text;
@@ -141,7 +158,6 @@ static void test_forces_the_likeliest_sentence(void **state)
 		ag_free(c.forced);
 		c.forced = NULL;
 		c.n_forced = c.forced_at = 0;
-		ag_free(toks);
 		free(logits);
 		engine_state_free(s);
 	}
@@ -159,32 +175,13 @@ static void test_forces_the_only_sentence(void **state)
 {
 	(void)state;
 	char path[512];
-	const char *dir = getenv("TEST_TMPDIR");
-	snprintf(path, sizeof path, "%s/quote-select-one.gguf", dir ? dir : "/tmp");
-	engine_jamba_random p;
-	engine_jamba_random_init(&p);
-	p.seed = 6;
-	assert_int_equal(engine_jamba_random_write(&p, path), 0);
-	engine_local *l;
-	assert_int_equal(engine_local_open(&l, path, 1), 0);
-	engine_model *m = engine_local_model(l);
+	engine_local *l = random_model(path, sizeof path, "quote-select-one.gguf", 6);
 	json_t *sources = json_pack("[s]", sentences[3]);
 	engine_chat_request req = {.quote_sources = sources, .quote_cite_required = true};
 	local_constraint c;
 	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
-	const char *prompt = "Answer: \"";
-	int32_t *toks;
-	size_t n;
-	assert_int_equal(
-		engine_tokenize(engine_local_tokenizer(l), prompt, strlen(prompt), true, false, &toks, &n),
-		0);
-	engine_state *s;
-	assert_int_equal(engine_state_new(&s, m), 0);
-	float *logits = malloc(engine_model_config(m)->n_vocab * sizeof *logits);
-	assert_int_equal(engine_prefill(m, s, toks, n, logits), 0);
-	assert_int_equal(local_constraint_accept(&c, toks[n - 1], "\"", 1), 0);
-	assert_true(c.select_pending);
-	c.select_pending = false;
+	float *logits;
+	engine_state *s = open_quote(l, &c, "Answer: \"", &logits);
 	assert_int_equal(local_quote_select(l, s, logits, &c), 0);
 	assert_non_null(c.forced);
 	char *text;
@@ -195,7 +192,6 @@ static void test_forces_the_only_sentence(void **state)
 	snprintf(want, sizeof want, "%s\" [1]", sentences[3]);
 	assert_string_equal(text[0] == ' ' ? text + 1 : text, want);
 	ag_free(text);
-	ag_free(toks);
 	free(logits);
 	engine_state_free(s);
 	local_constraint_free(&c);
