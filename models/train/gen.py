@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import fmt
 import grammar
+import sentences
 from tables import (
     FIRST, LAST, PRODUCT_A, PRODUCT_B, DEPT, CITY, COMPANY, EVENT, EVENT_HELD, ACTION, ACTION_HELD,
     LEVEL, MONTHS, FILLER, FILLER_HELD, LEAD_INS, TAILS, KINDS, PRODUCT_KINDS, MORE_QUESTIONS,
@@ -43,6 +44,9 @@ PLAIN_TITLES = 0.0
 # --grammar: most training questions drawn from grammar.py's compositional
 # wordings instead of the templates above.
 GRAMMAR = False
+# --sent-grammar P: a share P of the training documents' fact sentences drawn
+# from sentences.py's wordings, and their filler from its pool too.
+SENT_GRAMMAR = 0.0
 
 
 def grammar_turn(world):
@@ -84,7 +88,7 @@ def pools(held):
         "event": parts(EVENT, EVENT_HELD),
         "action": parts(ACTION, ACTION_HELD),
         "level": LEVEL.split("|"),
-        "filler": FILLER_HELD if held else FILLER,
+        "filler": FILLER_HELD if held else FILLER + sentences.FILLER if SENT_GRAMMAR else FILLER,
     }
     return p
 
@@ -190,6 +194,8 @@ class World:
         return (kind, s[subj])
 
     def sentence(self, s):
+        if SENT_GRAMMAR and not self.held and self.rng.random() < SENT_GRAMMAR:
+            return vary(self.rng, sentences.sentence(self.rng, s["_kind"], s))
         tpl = self.rng.choice(KINDS[s["_kind"]]["sent"][1 if self.held else 0])
         text = tpl.format(**s)
         return text if self.held else vary(self.rng, text)
@@ -700,9 +706,12 @@ def main():
                     help="training split: most questions from grammar.py's compositional wordings")
     ap.add_argument("--think-title", action="store_true",
                     help="the reasoning before a quote copies the answering document's title")
+    ap.add_argument("--sent-grammar", type=float, default=0.0,
+                    help="train and warm-up splits: share of fact sentences from sentences.py's wordings")
     a = ap.parse_args()
-    global VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS, PLAIN_TITLES
+    global SENT_GRAMMAR, VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS, PLAIN_TITLES
     GRAMMAR = a.grammar
+    SENT_GRAMMAR = a.sent_grammar
     THINK_DRILLS = a.think_drills
     PLAIN_TITLES = a.plain_titles if a.split == "train" else 0.0
     VARY = a.vary

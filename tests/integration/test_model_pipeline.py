@@ -329,6 +329,56 @@ def test_plain_titles():
         gen.PLAIN_TITLES = saved
 
 
+def test_sentence_grammar():
+    """--sent-grammar P: training documents state facts in many wordings, each
+    with the fact's subject and value, and draw filler from a large pool; none
+    is a held-out sentence or uses a held-out key wording; the held-out split,
+    and the training split without the option, are unchanged."""
+    import sentences
+    subject = {"price": "product", "warranty": "product", "stock": "product", "vacation": "dept", "head": "dept",
+               "office": "person", "event": "event", "hotel": "city", "meal": "level", "procedure": "action"}
+    for kind, wordings in sentences.SENTENCES.items():
+        value = gen.KINDS[kind].get("num") or {"head": "person", "office": "city", "event": "date",
+                                               "procedure": "form"}[kind]
+        for w in wordings:
+            assert w not in gen.KINDS[kind]["sent"][1] and not any(h in w for h in sentences.HELD_OUT_WORDS), w
+            assert ("{%s}" % subject[kind] in w or "{%s}" % subject[kind].capitalize() in w) and "{%s}" % value in w, w
+    assert len(set(sentences.FILLER)) >= 200 and not set(sentences.FILLER) & set(gen.FILLER_HELD)
+    assert not [f for f in sentences.FILLER if any(h in f for h in sentences.HELD_OUT_WORDS)]
+
+    trained = [re.compile("^" + re.sub(r"\\\{\w+\\\}", ".+", re.escape(t)) + "$")
+               for k in gen.KINDS.values() for t in k["sent"][0]]
+
+    def templated(rng):  # share of quoted sentences in the default recipe's wordings
+        n = 0
+        for _ in range(200):
+            ep = gen.episode(rng, False, "quote")
+            quote, doc = ep["meta"]["quotes"][0]
+            assert quote in ep["turns"][-2]["docs"][doc - 1][1]
+            n += any(t.match(quote) for t in trained)
+        return n / 200
+
+    plain = [gen.train_episode(random.Random(i), 0.3, 0.5) for i in range(30)]
+    held = [gen.episode(random.Random(i), True) for i in range(30)]
+    assert templated(random.Random(9)) == 1.0
+    saved = gen.SENT_GRAMMAR, gen.THINK_SUBJECT
+    try:
+        gen.SENT_GRAMMAR = 0.8
+        assert [gen.episode(random.Random(i), True) for i in range(30)] == held
+        assert templated(random.Random(9)) < 0.4
+        gen.THINK_SUBJECT = True
+        rng, fillers = random.Random(10), set()
+        for _ in range(100):
+            ep = gen.episode(rng, False, "quote")
+            said = ep["turns"][-1]["reasoning"][len("Subject: "):].split(". ")[0]
+            assert said.lower() in ep["meta"]["quotes"][0][0].lower(), (said, ep["meta"]["quotes"][0][0])
+            fillers |= {f for _, text in ep["turns"][-2]["docs"] for f in sentences.FILLER if f in text}
+        assert len(fillers) > 50, len(fillers)
+    finally:
+        gen.SENT_GRAMMAR, gen.THINK_SUBJECT = saved
+    assert [gen.train_episode(random.Random(i), 0.3, 0.5) for i in range(30)] == plain
+
+
 def test_reasoning_weight():
     """train.py --think-weight: exactly the trained tokens between <think> and
     </think> get the weight (not the tags, not the user's instruction that
