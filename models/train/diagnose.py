@@ -13,6 +13,12 @@
 #       prompt's last 3 tokens: names, numbers, the cited id): their mean
 #       log-prob with the whole prompt against with those 3 tokens only.
 #       Equal figures mean the model does not copy from its context.
+#   diagnose.py select --ckpt model.pt --tokenizer tok.model [--think-subject --think-title]
+#       the sentence-choosing step alone, as agent runs choose a quote: for
+#       quote episodes of both splits, the reasoning written out as the episode
+#       has it (the gen.py flags given), the quote opened, every sentence of the
+#       passages scored by the mean log-prob of its tokens, closing quote and
+#       marker (engine/local_select.c); prints how often the right one wins.
 #
 # Measured 2026-11-29 (one thread, machine shared): `copy --layers 2 --vocab 3000`
 # untied reached 2% accuracy after 300 steps, tied 96%; `copy` in the shipped
@@ -23,6 +29,7 @@
 import argparse
 import os
 import random
+import re
 import sys
 import time
 
@@ -94,9 +101,54 @@ def probe(a):
     return f, s
 
 
+def sentence_scores(m, prefix, cands):
+    """Mean log-prob of each candidate token list after the prefix (one batch)."""
+    seqs = [prefix + c for c in cands]
+    x = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s)
+    with torch.no_grad():
+        lp = torch.log_softmax(m(x), -1)
+    p = len(prefix)
+    return [sum(float(lp[i, p - 1 + j, t]) for j, t in enumerate(c)) / len(c) for i, c in enumerate(cands)]
+
+
+def select(a):
+    m, ck = M.load(a.ckpt)
+    m.eval()
+    tk = T.Tok(a.tokenizer)
+    gen.THINK_SUBJECT, gen.THINK_TITLE = a.think_subject, a.think_title
+    result = {}
+    for held in (False, True):
+        rng = random.Random(a.seed)
+        right = n_cands = 0
+        for _ in range(a.n):
+            ep = gen.episode(rng, held, "quote")
+            turns = ep["turns"]
+            last = max(i for i, t in enumerate(turns) if t["role"] == "user")
+            gold = tuple(ep["meta"]["quotes"][0])
+            sents = [(s, d + 1) for d, (_, text) in enumerate(turns[last]["docs"])
+                     for s in re.split(r"(?<=[.!?])\s+", text.strip())]
+            ctx = dict(tools=ep["tools"], turns=turns[: last + 1])
+            reasoning = turns[last + 1]["reasoning"]
+            text = fmt.prompt_text(fmt.render(ctx)) + fmt.GEN_PROMPT
+            if reasoning is not None:
+                text += reasoning + "\n</think>\n\n"
+            scores = sentence_scores(m, tk.encode_text(text + '"'),
+                                     [tk.sp.encode('%s" [%d]' % sd) for sd in sents])
+            right += sents[max(range(len(sents)), key=scores.__getitem__)] == gold
+            n_cands += len(sents)
+        result["held-out" if held else "training-style"] = right
+        print("step %s, %s: right sentence %d of %d (%.1f sentences each)" %
+              (ck.get("step"), "held-out" if held else "training-style", right, a.n, n_cands / a.n), flush=True)
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["copy", "probe"])
+    ap.add_argument("what", choices=["copy", "probe", "select"])
+    ap.add_argument("--think-subject", action="store_true")
+    ap.add_argument("--think-title", action="store_true")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--d-model", type=int, default=96)
     ap.add_argument("--experts", type=int, default=4)
@@ -111,10 +163,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    if a.what == "copy":
-        copy(a)
-    else:
-        probe(a)
+    {"copy": copy, "probe": probe, "select": select}[a.what](a)
 
 
 if __name__ == "__main__":
