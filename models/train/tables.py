@@ -177,7 +177,7 @@ PRODUCT_KINDS = ("price", "warranty", "stock")
 MORE_QUESTIONS = {
     "price": ["What is the {product} priced at?", "Tell me the price of the {product}.",
               "What would the {product} cost me?", "Price of the {product}?"],
-    "warranty": ["Is the {product} under warranty, and for how long?", "Tell me about the {product} warranty.",
+    "warranty": ["Does the {product} have a guarantee, and for how long?", "Tell me about the {product} warranty.",
                  "How many years of warranty come with the {product}?"],
     "stock": ["How many {product} units do we have?", "Do we have the {product} in stock?",
               "How many of the {product} are left?"],

@@ -226,6 +226,8 @@ def test_reasoning_and_phrasing_options():
                 assert answer["reasoning"].endswith("The documents do not say."), answer
         assert any(q.startswith(tuple(gen.QUESTION_LEAD_INS)) for q in questions)
         extra = [t.split("{")[0] for ts in gen.MORE_QUESTIONS.values() for t in ts]
+        import grammar  # the held-out questions' key wordings
+        assert not [t for ts in gen.MORE_QUESTIONS.values() for t in ts if any(w in t for w in grammar.HELD_OUT_WORDS)]
         assert any(q.startswith(tuple(extra)) for q in questions)
         again = [gen.episode(random.Random(5), True) for _ in range(20)]
         def asked(eps):  # what the evaluation shows the model: all but the answer's reasoning
