@@ -71,6 +71,39 @@ def copy(a):
     return acc
 
 
+def lookup(a):
+    """A fresh model of the given shape: --induction copy steps, then
+    random-token sentence lookup (train.lookup_batch); prints how often the
+    answer's first token and the whole answer sentence come out right."""
+    torch.manual_seed(a.seed)
+    rng = random.Random(a.seed)
+    c = M.Config(vocab=a.vocab + 4, d_model=a.d_model, n_layers=a.layers, n_heads=4, n_kv_heads=2,
+                 d_ff=2 * a.d_model, n_experts=a.experts, attn_period=a.layers, attn_offset=a.layers // 2,
+                 d_state=8, dt_rank=max(1, a.d_model // 16), tie_embeddings=True)
+    m = M.Jamba(c)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    pieces = list(range(4, a.vocab + 4))  # 0 padding, 1 BOS, 2 SEP, 3 STOP
+    t0 = time.time()
+    for step in range(1, a.induction + a.steps + 1):
+        if step <= a.induction:
+            x, w = train.copy_batch(rng, pieces, 1, 2, a.batch)
+        else:
+            x, w = train.lookup_batch(rng, pieces, 1, 2, 3, a.batch, a.key_first)
+        logits = m(x[:, :-1])
+        sel = w[:, 1:] > 0
+        loss = F.cross_entropy(logits[sel], x[:, 1:][sel])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        if step > a.induction and step % 50 == 0:
+            hit = (logits.argmax(-1) == x[:, 1:]) | ~sel
+            first = sel & ~torch.cat([torch.zeros_like(sel[:, :1]), sel[:, :-1]], 1)
+            print("step %d  loss %.3f  first token %.2f  whole sentence %.2f  %.0f s" % (
+                step, loss.item(), hit[first].float().mean().item(), hit.all(1).float().mean().item(),
+                time.time() - t0), flush=True)
+
+
 def answer_logprobs(m, ids, mask):
     with torch.no_grad():
         lp = torch.log_softmax(m(torch.tensor([ids]))[0], -1)
@@ -146,7 +179,9 @@ def select(a):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["copy", "probe", "select"])
+    ap.add_argument("what", choices=["copy", "probe", "select", "lookup"])
+    ap.add_argument("--induction", type=int, default=200, help="lookup: copy steps first")
+    ap.add_argument("--key-first", action="store_true", help="lookup: the key opens its sentence (the control)")
     ap.add_argument("--think-subject", action="store_true")
     ap.add_argument("--think-title", action="store_true")
     ap.add_argument("--layers", type=int, default=8)
@@ -163,7 +198,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
-    {"copy": copy, "probe": probe, "select": select}[a.what](a)
+    {"copy": copy, "probe": probe, "select": select, "lookup": lookup}[a.what](a)
 
 
 if __name__ == "__main__":

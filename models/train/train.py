@@ -153,6 +153,29 @@ def copy_batch(rng, pieces, bos, sep, n_seqs, n_max=16):
     return x, m
 
 
+def lookup_batch(rng, pieces, bos, sep, stop, n_seqs, key_first=False):
+    """Random-token sentence lookup: BOS s1 STOP ... sK STOP SEP k1 k2 SEP sj
+    STOP, where k1 k2 are two tokens from the middle or end of sentence j (never
+    its first), loss on the answer sentence. The quoting step the episodes
+    need, alone: find the sentence that holds the question's subject and
+    write it from its start, when nothing before the subject says which
+    sentence it is in."""
+    rows = []
+    for _ in range(n_seqs):
+        sents = [[rng.choice(pieces) for _ in range(rng.randint(4, 9))] for _ in range(rng.randint(2, 6))]
+        j = rng.randrange(len(sents))
+        at = 0 if key_first else rng.randint(1, len(sents[j]) - 2)
+        ids = [bos] + [t for s in sents for t in s + [stop]] + [sep] + sents[j][at : at + 2] + [sep]
+        rows.append((ids, len(ids), sents[j] + [stop]))
+    width = max(len(r[0]) + len(r[2]) for r in rows)
+    x = torch.zeros(n_seqs, width, dtype=torch.long)
+    m = torch.zeros(n_seqs, width, dtype=torch.float32)
+    for r, (ids, n, ans) in enumerate(rows):
+        x[r, : n + len(ans)] = torch.tensor(ids + ans)
+        m[r, n : n + len(ans)] = 1.0
+    return x, m
+
+
 def masked_loss(model, x, m, ctx_weight=0.0):
     """Mean cross-entropy over the assistant's tokens, plus ctx_weight times
     the mean over every other token (documents, questions, tool results).

@@ -544,6 +544,39 @@ def test_copy_batch():
     assert len(lengths) > 2
 
 
+def test_lookup_batch():
+    """train.lookup_batch: sentences of random pieces each closed by STOP, SEP,
+    two pieces of one sentence (never its first, unless key_first), SEP, then
+    that sentence and STOP, the loss on exactly that answer."""
+    import train
+    pieces = list(range(10, 60))
+    for key_first in (False, True):
+        x, m = train.lookup_batch(random.Random(5), pieces, 1, 7, 8, 24, key_first)
+        positions = set()
+        for r in range(24):
+            row, w = x[r].tolist(), m[r].tolist()
+            q = row.index(7)
+            sents, cur = [], []
+            for t in row[1:q]:
+                if t == 8:
+                    sents.append(cur)
+                    cur = []
+                else:
+                    cur.append(t)
+            assert row[0] == 1 and not cur and 2 <= len(sents) <= 6 and row[q + 3] == 7
+            key = row[q + 1 : q + 3]
+            first = w.index(1.0)
+            n = int(sum(w))
+            answer = row[first : first + n]
+            assert first == q + 4 and w[first : first + n] == [1.0] * n and answer[-1] == 8
+            assert answer[:-1] in sents and all(t in pieces for s in sents for t in s)
+            at = next(i for i in range(len(answer) - 2) if answer[i : i + 2] == key)
+            positions.add(at)
+            assert (at == 0) if key_first else (at >= 1)
+            assert row[first + n :] == [0] * (len(row) - first - n)
+        assert len(positions) == 1 if key_first else len(positions) > 2
+
+
 def test_context_loss_weight():
     """train.masked_loss: the answer loss is the mean over assistant tokens
     whatever the weight, and the total adds weight x the mean over the rest."""
