@@ -44,26 +44,38 @@ import tok as T  # noqa: E402
 import train  # noqa: E402
 
 
-def copy(a):
+def fresh_model(a, specials, d_state, tie):
+    """A new model of the shape the flags give, its optimizer and the random
+    pieces (ids after the `specials` reserved ones)."""
     torch.manual_seed(a.seed)
-    rng = random.Random(a.seed)
-    c = M.Config(vocab=a.vocab + 3, d_model=a.d_model, n_layers=a.layers, n_heads=4, n_kv_heads=2,
+    c = M.Config(vocab=a.vocab + specials, d_model=a.d_model, n_layers=a.layers, n_heads=4, n_kv_heads=2,
                  d_ff=2 * a.d_model, n_experts=a.experts, attn_period=a.layers, attn_offset=a.layers // 2,
-                 d_state=8, dt_rank=max(1, a.d_model // 16), tie_embeddings=a.tie)
+                 d_state=d_state, dt_rank=max(1, a.d_model // 16), tie_embeddings=tie)
     m = M.Jamba(c)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
-    pieces = list(range(3, a.vocab + 3))  # 0 padding, 1 BOS, 2 SEP
+    return m, opt, list(range(specials, a.vocab + specials))
+
+
+def train_step(m, opt, x, w):
+    """One optimizer step on the masked positions; returns (logits, mask, loss)."""
+    logits = m(x[:, :-1])
+    sel = w[:, 1:] > 0
+    loss = F.cross_entropy(logits[sel], x[:, 1:][sel])
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+    opt.step()
+    return logits, sel, loss
+
+
+def copy(a):
+    m, opt, pieces = fresh_model(a, 3, 8, a.tie)  # 0 padding, 1 BOS, 2 SEP
+    rng = random.Random(a.seed)
     t0 = time.time()
     acc = 0.0
     for step in range(1, a.steps + 1):
         x, w = train.copy_batch(rng, pieces, 1, 2, a.batch)  # the task training opens with
-        logits = m(x[:, :-1])
-        sel = w[:, 1:] > 0
-        loss = F.cross_entropy(logits[sel], x[:, 1:][sel])
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-        opt.step()
+        logits, sel, loss = train_step(m, opt, x, w)
         if step % 50 == 0:
             acc = (logits[sel].argmax(-1) == x[:, 1:][sel]).float().mean().item()
             print("step %d  loss %.3f  copy accuracy %.2f  %.0f s" % (step, loss.item(), acc, time.time() - t0),
@@ -75,33 +87,26 @@ def lookup(a):
     """A fresh model of the given shape: --induction copy steps, then
     random-token sentence lookup (train.lookup_batch); prints how often the
     answer's first token and the whole answer sentence come out right."""
-    torch.manual_seed(a.seed)
+    m, opt, pieces = fresh_model(a, 4, a.d_state, True)  # 0 padding, 1 BOS, 2 SEP, 3 STOP
     rng = random.Random(a.seed)
-    c = M.Config(vocab=a.vocab + 4, d_model=a.d_model, n_layers=a.layers, n_heads=4, n_kv_heads=2,
-                 d_ff=2 * a.d_model, n_experts=a.experts, attn_period=a.layers, attn_offset=a.layers // 2,
-                 d_state=8, dt_rank=max(1, a.d_model // 16), tie_embeddings=True)
-    m = M.Jamba(c)
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, betas=(0.9, 0.98), weight_decay=0.01)
-    pieces = list(range(4, a.vocab + 4))  # 0 padding, 1 BOS, 2 SEP, 3 STOP
+    # Measured on keys from the middle of sentences whatever the training mix.
+    test_x, test_w = train.lookup_batch(random.Random(a.seed + 1), pieces, 1, 2, 3, 128)
     t0 = time.time()
     for step in range(1, a.induction + a.steps + 1):
         if step <= a.induction:
             x, w = train.copy_batch(rng, pieces, 1, 2, a.batch)
         else:
             x, w = train.lookup_batch(rng, pieces, 1, 2, 3, a.batch, a.key_first)
-        logits = m(x[:, :-1])
-        sel = w[:, 1:] > 0
-        loss = F.cross_entropy(logits[sel], x[:, 1:][sel])
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
-        opt.step()
+        _, _, loss = train_step(m, opt, x, w)
         if step > a.induction and step % 50 == 0:
-            hit = (logits.argmax(-1) == x[:, 1:]) | ~sel
-            first = sel & ~torch.cat([torch.zeros_like(sel[:, :1]), sel[:, :-1]], 1)
-            print("step %d  loss %.3f  first token %.2f  whole sentence %.2f  %.0f s" % (
-                step, loss.item(), hit[first].float().mean().item(), hit.all(1).float().mean().item(),
-                time.time() - t0), flush=True)
+            with torch.no_grad():
+                test_logits = m(test_x[:, :-1])
+            tsel = test_w[:, 1:] > 0
+            hit = (test_logits.argmax(-1) == test_x[:, 1:]) | ~tsel
+            first = tsel & ~torch.cat([torch.zeros_like(tsel[:, :1]), tsel[:, :-1]], 1)
+            print("step %d  loss %.3f  key in the middle (128 held rows): first token %.2f, whole sentence "
+                  "%.2f  %.0f s" % (step, loss.item(), hit[first].float().mean().item(),
+                                    hit.all(1).float().mean().item(), time.time() - t0), flush=True)
 
 
 def answer_logprobs(m, ids, mask):
@@ -181,7 +186,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["copy", "probe", "select", "lookup"])
     ap.add_argument("--induction", type=int, default=200, help="lookup: copy steps first")
-    ap.add_argument("--key-first", action="store_true", help="lookup: the key opens its sentence (the control)")
+    ap.add_argument("--key-first", type=float, default=0.0,
+                    help="lookup: share of training rows whose key opens its sentence (1: the control)")
+    ap.add_argument("--d-state", type=int, default=8)
     ap.add_argument("--think-subject", action="store_true")
     ap.add_argument("--think-title", action="store_true")
     ap.add_argument("--layers", type=int, default=8)

@@ -153,7 +153,7 @@ def copy_batch(rng, pieces, bos, sep, n_seqs, n_max=16):
     return x, m
 
 
-def lookup_batch(rng, pieces, bos, sep, stop, n_seqs, key_first=False):
+def lookup_batch(rng, pieces, bos, sep, stop, n_seqs, key_first=0.0):
     """Random-token sentence lookup: BOS s1 STOP ... sK STOP SEP k1 k2 SEP sj
     STOP, where k1 k2 are two tokens from the middle or end of sentence j (never
     its first), loss on the answer sentence. The quoting step the episodes
@@ -164,7 +164,7 @@ def lookup_batch(rng, pieces, bos, sep, stop, n_seqs, key_first=False):
     for _ in range(n_seqs):
         sents = [[rng.choice(pieces) for _ in range(rng.randint(4, 9))] for _ in range(rng.randint(2, 6))]
         j = rng.randrange(len(sents))
-        at = 0 if key_first else rng.randint(1, len(sents[j]) - 2)
+        at = 0 if key_first and rng.random() < key_first else rng.randint(1, len(sents[j]) - 2)
         ids = [bos] + [t for s in sents for t in s + [stop]] + [sep] + sents[j][at : at + 2] + [sep]
         rows.append((ids, len(ids), sents[j] + [stop]))
     width = max(len(r[0]) + len(r[2]) for r in rows)

@@ -550,7 +550,7 @@ def test_lookup_batch():
     that sentence and STOP, the loss on exactly that answer."""
     import train
     pieces = list(range(10, 60))
-    for key_first in (False, True):
+    for key_first in (0.0, 1.0):
         x, m = train.lookup_batch(random.Random(5), pieces, 1, 7, 8, 24, key_first)
         positions = set()
         for r in range(24):
