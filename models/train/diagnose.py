@@ -19,6 +19,13 @@
 #       has it (the gen.py flags given), the quote opened, every sentence of the
 #       passages scored by the mean log-prob of its tokens, closing quote and
 #       marker (engine/local_select.c); prints how often the right one wins.
+#   diagnose.py lookup [--steps 1000 --key-first 0 --d-state 8]
+#       trains a fresh model (copying first, --induction steps) on random-token
+#       sentence lookup (train.lookup_batch) and prints, on held rows whose key
+#       sits mid-sentence, how often the answer's first piece and the whole
+#       sentence are right. Measured 2026-12-07: chance-level after 1,000
+#       steps in the shipped shape; with keys opening their sentences
+#       (--key-first 1) 78% whole after 150 (models/README.md, ninth attempt).
 #
 # Measured 2026-11-29 (one thread, machine shared): `copy --layers 2 --vocab 3000`
 # untied reached 2% accuracy after 300 steps, tied 96%; `copy` in the shipped
