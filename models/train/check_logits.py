@@ -41,9 +41,7 @@ def main():
     prompts = [[1, 5, 42, 300, 7]]
     for kind in ("quote", "calc_doc", "notfound"):
         ep = gen.episode(rng, True, kind)
-        last_user = max(i for i, t in enumerate(ep["turns"]) if t["role"] == "user")
-        text = fmt.prompt_text(fmt.render(dict(tools=ep["tools"], turns=ep["turns"][: last_user + 1]))) + fmt.GEN_PROMPT
-        prompts.append(tk.encode_text(text))
+        prompts.append(tk.encode_text(fmt.question_prompt(ep)[1]))
     worst = 0.0
     for ids in prompts:
         with torch.no_grad():

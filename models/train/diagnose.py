@@ -170,13 +170,11 @@ def select(a):
         for _ in range(a.n):
             ep = gen.episode(rng, held, "quote")
             turns = ep["turns"]
-            last = max(i for i, t in enumerate(turns) if t["role"] == "user")
+            last, text = fmt.question_prompt(ep)
             gold = tuple(ep["meta"]["quotes"][0])
-            sents = [(s, d + 1) for d, (_, text) in enumerate(turns[last]["docs"])
-                     for s in re.split(r"(?<=[.!?])\s+", text.strip())]
-            ctx = dict(tools=ep["tools"], turns=turns[: last + 1])
+            sents = [(s, d + 1) for d, (_, doc) in enumerate(turns[last]["docs"])
+                     for s in re.split(r"(?<=[.!?])\s+", doc.strip())]
             reasoning = turns[last + 1]["reasoning"]
-            text = fmt.prompt_text(fmt.render(ctx)) + fmt.GEN_PROMPT
             if reasoning is not None:
                 text += reasoning + "\n</think>\n\n"
             scores = sentence_scores(m, tk.encode_text(text + '"'),

@@ -123,9 +123,7 @@ def main():
         meta = ep["meta"]
         turns = ep["turns"]
         # The final user turn is followed by the assistant turn(s) we predict.
-        last_user = max(i for i, t in enumerate(turns) if t["role"] == "user")
-        ctx = dict(tools=ep["tools"], turns=turns[: last_user + 1])
-        prompt = fmt.prompt_text(fmt.render(ctx)) + fmt.GEN_PROMPT
+        last_user, prompt = fmt.question_prompt(ep)
         ntok = len(tk.encode_text(prompt))
         typ = meta["type"]
         sources = tools = None

@@ -170,3 +170,12 @@ def render(episode):
 
 def prompt_text(segs):
     return "".join(s for s, _ in segs)
+
+
+def question_prompt(episode):
+    """(index of the last user turn, the conversation rendered up to it and the
+    generation prompt): what the model is asked to go on from."""
+    turns = episode["turns"]
+    last_user = max(i for i, t in enumerate(turns) if t["role"] == "user")
+    ctx = dict(tools=episode["tools"], turns=turns[: last_user + 1])
+    return last_user, prompt_text(render(ctx)) + GEN_PROMPT

@@ -88,7 +88,7 @@ def pools(held):
         "event": parts(EVENT, EVENT_HELD),
         "action": parts(ACTION, ACTION_HELD),
         "level": LEVEL.split("|"),
-        "filler": FILLER_HELD if held else FILLER + sentences.FILLER if SENT_GRAMMAR else FILLER,
+        "filler": FILLER_HELD if held else (FILLER + sentences.FILLER if SENT_GRAMMAR else FILLER),
     }
     return p
 
@@ -121,6 +121,13 @@ def nonce_pools(rng, p):
 # lead-in on some, so that what a question asks is read from its subject and
 # its words, not from how it opens.
 PHRASINGS = False
+
+
+# The slot that names what a fact of each kind is about (its subject).
+SUBJECT_SLOT = {
+    "price": "product", "warranty": "product", "stock": "product", "vacation": "dept", "head": "dept",
+    "office": "person", "event": "event", "hotel": "city", "meal": "level", "procedure": "action",
+}
 
 
 class World:
@@ -186,12 +193,7 @@ class World:
 
     @staticmethod
     def key(kind, s):
-        subj = {
-            "price": "product", "warranty": "product", "stock": "product", "vacation": "dept",
-            "head": "dept", "office": "person", "event": "event", "hotel": "city", "meal": "level",
-            "procedure": "action",
-        }[kind]
-        return (kind, s[subj])
+        return (kind, s[SUBJECT_SLOT[kind]])
 
     def sentence(self, s):
         if SENT_GRAMMAR and not self.held and self.rng.random() < SENT_GRAMMAR:

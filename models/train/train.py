@@ -159,20 +159,22 @@ def lookup_batch(rng, pieces, bos, sep, stop, n_seqs, key_first=0.0):
     its first), loss on the answer sentence. The quoting step the episodes
     need, alone: find the sentence that holds the question's subject and
     write it from its start, when nothing before the subject says which
-    sentence it is in."""
+    sentence it is in. A share key_first of the rows put the key at the
+    sentence's start instead (all of them: the control, finding what follows
+    a key, as induction does)."""
     rows = []
     for _ in range(n_seqs):
         sents = [[rng.choice(pieces) for _ in range(rng.randint(4, 9))] for _ in range(rng.randint(2, 6))]
         j = rng.randrange(len(sents))
         at = 0 if key_first and rng.random() < key_first else rng.randint(1, len(sents[j]) - 2)
         ids = [bos] + [t for s in sents for t in s + [stop]] + [sep] + sents[j][at : at + 2] + [sep]
-        rows.append((ids, len(ids), sents[j] + [stop]))
-    width = max(len(r[0]) + len(r[2]) for r in rows)
+        rows.append((ids, sents[j] + [stop]))
+    width = max(len(ids) + len(ans) for ids, ans in rows)
     x = torch.zeros(n_seqs, width, dtype=torch.long)
     m = torch.zeros(n_seqs, width, dtype=torch.float32)
-    for r, (ids, n, ans) in enumerate(rows):
-        x[r, : n + len(ans)] = torch.tensor(ids + ans)
-        m[r, n : n + len(ans)] = 1.0
+    for r, (ids, ans) in enumerate(rows):
+        x[r, : len(ids) + len(ans)] = torch.tensor(ids + ans)
+        m[r, len(ids) : len(ids) + len(ans)] = 1.0
     return x, m
 
 

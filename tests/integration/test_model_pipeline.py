@@ -337,8 +337,7 @@ def test_sentence_grammar():
     is a held-out sentence or uses a held-out key wording; the held-out split,
     and the training split without the option, are unchanged."""
     import sentences
-    subject = {"price": "product", "warranty": "product", "stock": "product", "vacation": "dept", "head": "dept",
-               "office": "person", "event": "event", "hotel": "city", "meal": "level", "procedure": "action"}
+    subject = gen.SUBJECT_SLOT
     for kind, wordings in sentences.SENTENCES.items():
         value = gen.KINDS[kind].get("num") or {"head": "person", "office": "city", "event": "date",
                                                "procedure": "form"}[kind]
