@@ -30,8 +30,9 @@ typedef struct agent {
 	agentd_run *run;
 	agentd_services *svc;
 	budget b;
-	json_t *documents;   /* what the model was shown */
-	json_t *quote_texts; /* their texts: what the answer may quote */
+	json_t *documents;    /* what the model was shown */
+	json_t *quote_texts;  /* their texts: what the answer may quote */
+	const char *question; /* the run's input (the request owns it) */
 	json_t *messages;
 	json_t *tools; /* tool schemas offered, or NULL */
 	json_t *requirements;
@@ -166,6 +167,7 @@ static int model_call(agent *a, agentd_gen_result *out)
 		.tools = a->tools,
 		.max_tokens = (int)budget_value(req, "max_answer_tokens", 512, 8192),
 		.quote_sources = a->quote_texts,
+		.quote_question = a->quote_texts ? a->question : NULL,
 		.temperature = 0,
 		.seed = 0,
 		.on_text = on_text,
@@ -435,6 +437,7 @@ int agentd_agent_execute(agentd_run *run, void *cls)
 	const char *question = json_string_value(json_object_get(req, "input"));
 	if (!question || !*question)
 		return ag_error_set(AG_EINVAL, "input must be a non-empty string");
+	a.question = question;
 	const json_t *bud = json_object_get(req, "budget");
 	a.b.max_steps = budget_value(bud, "max_steps", DEFAULT_MAX_STEPS, 1000);
 	a.b.max_tokens = budget_value(bud, "max_tokens", DEFAULT_MAX_TOKENS, 10000000);

@@ -1,5 +1,6 @@
 /* `agentd generate --model FILE.gguf --prompt TEXT [--max-tokens N]
- * [--temperature T] [--seed S] [--threads N] [--quote-sources FILE] [--tools FILE]`:
+ * [--temperature T] [--seed S] [--threads N] [--quote-sources FILE [--quote-question TEXT]]
+ * [--tools FILE]`:
  * tokenizes the prompt (with the vocabulary's BOS; special tokens written in it
  * are honoured), runs it through the engine and samples a continuation, printing
  * text as it comes; stops at an end-of-generation token or after N tokens.
@@ -7,7 +8,9 @@
  * --tools (a JSON array of tool definitions, as the chat API takes them) the
  * answer is decoded as an agent run's is (engine_local_complete): quotes held to
  * those texts and chosen by whole sentences, tool calls held to the tools'
- * schemas; it is printed when whole. */
+ * schemas; it is printed when whole. --quote-question names the question the
+ * quotes answer, as an agent run does, so its words weigh in the choice of
+ * the sentence quoted. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +57,8 @@ static int load_array(const char *flag, const char *path, json_t **out)
 
 /* The agent-run way: the local backend's decoding loop over the raw prompt. */
 static int generate_constrained(const char *model, const char *prompt, const char *sources_path,
-				const char *tools_path, long long max_tokens, double temperature,
-				long long seed, long long threads)
+				const char *question, const char *tools_path, long long max_tokens,
+				double temperature, long long seed, long long threads)
 {
 	json_t *sources, *tools;
 	if (load_array("quote-sources", sources_path, &sources))
@@ -73,6 +76,7 @@ static int generate_constrained(const char *model, const char *prompt, const cha
 		.seed = (uint64_t)seed,
 		.quote_sources = sources,
 		.quote_cite_required = true,
+		.quote_question = question,
 		.tools = tools,
 	};
 	int64_t t0 = ag_monotonic_ns();
@@ -113,9 +117,10 @@ int agentd_cmd_generate(int argc, char **argv)
 		fprintf(stderr, "agentd: %s\n", ag_error_last());
 		return 1;
 	}
-	static const char *const extra[] = {"prompt",  "max-tokens",    "temperature", "seed",
-					    "threads", "quote-sources", "tools",       NULL};
-	const char *v[7], *pos[1];
+	static const char *const extra[] = {"prompt", "max-tokens",     "temperature",
+					    "seed",   "threads",        "quote-sources",
+					    "tools",  "quote-question", NULL};
+	const char *v[8], *pos[1];
 	int npos, status;
 	long long max_tokens = 128, seed = 0, threads = 0;
 	double temperature = 0.8;
@@ -131,18 +136,18 @@ int agentd_cmd_generate(int argc, char **argv)
 	if (!v[0] || (v[1] && ag_parse_long(v[1], 0, 1 << 20, &max_tokens)) ||
 	    (v[2] && parse_double(v[2], 0, 100, &temperature)) ||
 	    (v[3] && ag_parse_long(v[3], 0, INT64_MAX, &seed)) ||
-	    (v[4] && ag_parse_long(v[4], 1, 64, &threads))) {
+	    (v[4] && ag_parse_long(v[4], 1, 64, &threads)) || (v[7] && !v[5])) {
 		fprintf(stderr, "usage: agentd generate --model FILE.gguf --prompt TEXT [--max-tokens N] "
-				"[--temperature T] [--seed S] [--threads N] [--quote-sources FILE] "
-				"[--tools FILE]\n");
+				"[--temperature T] [--seed S] [--threads N] [--quote-sources FILE "
+				"[--quote-question TEXT]] [--tools FILE]\n");
 		status = 2;
 		goto done;
 	}
 	if (!threads && agentd_config_get_long(cfg, "engine_threads", 1, 64, &threads))
 		threads = 1;
 	if (v[5] || v[6]) {
-		status = generate_constrained(agentd_config_get(cfg, "model"), v[0], v[5], v[6], max_tokens,
-					      temperature, seed, threads);
+		status = generate_constrained(agentd_config_get(cfg, "model"), v[0], v[5], v[7], v[6],
+					      max_tokens, temperature, seed, threads);
 		goto done;
 	}
 	status = 1;

@@ -25,6 +25,8 @@ typedef struct agentd_gen_request {
 	 * copied from them verbatim and cited with a marker naming one that holds the quote
 	 * (engine_chat_request.quote_sources). */
 	const json_t *quote_sources;
+	/* The question the quotes answer, or NULL (engine_chat_request.quote_question). */
+	const char *quote_question;
 	double temperature; /* 0: greedy */
 	uint64_t seed;
 	/* Called with each piece of answer text as it is generated; nonzero stops generation. May be NULL. */

@@ -121,6 +121,7 @@ static int svc_generate(void *cls, agentd_run *run, const agentd_gen_request *re
 		.max_tokens = req->max_tokens,
 		.quote_sources = req->quote_sources,
 		.quote_cite_required = req->quote_sources != NULL,
+		.quote_question = req->quote_question,
 		.temperature = (float)req->temperature,
 		.has_seed = true,
 		.seed = req->seed,

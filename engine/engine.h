@@ -568,6 +568,10 @@ typedef struct engine_chat_request {
 	 * holds it (the k-th, from 1); quote_cite_required: every quote is followed by one. */
 	const json_t *quote_sources;
 	bool quote_cite_required;
+	/* The question the quotes answer (its text alone, without the documents), or NULL: a
+	 * quote's sentence is then chosen by the model's likelihood and by how many of the
+	 * question's rarer words it holds. Must outlive the call. */
+	const char *quote_question;
 	int max_tokens;    /* 0: the backend's default */
 	float temperature; /* < 0: the backend's default */
 	float top_p;       /* <= 0: the backend's default */

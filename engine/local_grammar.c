@@ -87,6 +87,7 @@ static int quote_init(local_constraint *c, const engine_chat_request *req, bool 
 	if (!rc)
 		rc = engine_quote_matcher_new(&c->quote, texts, lens, n, req->quote_cite_required);
 	c->quote_wait_think = thinking;
+	c->question = req->quote_question;
 	ag_free(texts);
 	ag_free(lens);
 	return rc;

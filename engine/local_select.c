@@ -9,7 +9,10 @@
  * document, on forks of the sequence's state, advanced together in batched
  * passes. The best is then forced token by token, so the answer quotes the
  * sentence the model finds likeliest as a whole. (The mean, not the sum: summed,
- * short filler sentences win.)
+ * short filler sentences win.) When the request names the question the quote
+ * answers, each sentence's score adds LOCAL_RELEVANCE_WEIGHT times the share of the
+ * question's words it holds (local_relevance.c): the model decides that it
+ * quotes and starts the choice, the question's words settle which sentence.
  */
 #include "engine/grammar_internal.h"
 #include "engine/local_internal.h"
@@ -18,13 +21,15 @@
 #include <string.h>
 
 #define MAX_CANDIDATES 48
-#define MAX_TOKENS     96 /* longer sentences are not offered whole */
-#define PASS           16 /* forks advanced per batched pass */
+#define MAX_LISTED     256 /* sentences looked at; the most relevant MAX_CANDIDATES are scored */
+#define MAX_TOKENS     96  /* longer sentences are not offered whole */
+#define PASS           16  /* forks advanced per batched pass */
 
 typedef struct candidate {
 	int32_t *toks;
 	size_t n;
 	double logp;
+	double relevance;
 	engine_state *fork;
 } candidate;
 
@@ -121,12 +126,44 @@ int local_quote_tokens(engine_local *l, const char *text, size_t len, size_t mar
 	return rc;
 }
 
+static double score(const candidate *c)
+{
+	return c->logp / (double)c->n + LOCAL_RELEVANCE_WEIGHT * c->relevance;
+}
+
+/* Keeps the MAX_CANDIDATES most relevant of n listed sentences, in their order (with no
+ * question, all relevances are 0 and the first ones stay); returns how many are kept. */
+static size_t keep_most_relevant(const char **texts, size_t *lens, uint32_t *srcs, double *rel, size_t n)
+{
+	if (n <= MAX_CANDIDATES)
+		return n;
+	bool keep[MAX_LISTED];
+	for (size_t i = 0; i < n; i++) {
+		size_t above = 0; /* listed sentences that rank before i */
+		for (size_t j = 0; j < n; j++)
+			above += rel[j] > rel[i] || (rel[j] == rel[i] && j < i);
+		keep[i] = above < MAX_CANDIDATES;
+	}
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++)
+		if (keep[i]) {
+			texts[kept] = texts[i];
+			lens[kept] = lens[i];
+			srcs[kept] = srcs[i];
+			rel[kept++] = rel[i];
+		}
+	return kept;
+}
+
 int local_quote_select(engine_local *l, engine_state *s, const float *logits, local_constraint *c)
 {
-	const char *texts[MAX_CANDIDATES];
-	size_t lens[MAX_CANDIDATES];
-	uint32_t srcs[MAX_CANDIDATES];
-	size_t n = engine_quote_matcher_completions(c->quote, texts, lens, srcs, MAX_CANDIDATES);
+	const char *texts[MAX_LISTED];
+	size_t lens[MAX_LISTED];
+	uint32_t srcs[MAX_LISTED];
+	double rel[MAX_LISTED];
+	size_t n = engine_quote_matcher_completions(c->quote, texts, lens, srcs, MAX_LISTED);
+	local_quote_relevance(c->question, texts, lens, n, rel);
+	n = keep_most_relevant(texts, lens, srcs, rel, n);
 	/* With a marker required, it is part of what is scored and written: the document the model
 	 * means to cite weighs in the choice of the sentence. */
 	bool marker = engine_quote_matcher_cite_required(c->quote);
@@ -148,6 +185,7 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 		if (n == 1)
 			break;
 		cand[i].logp = log_prob(logits, n_vocab, cand[i].toks[0]);
+		cand[i].relevance = rel[i];
 		if (cand[i].n > 1)
 			rc = engine_state_fork(&cand[i].fork, s);
 		if (cand[i].n > longest)
@@ -178,8 +216,7 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 	}
 	size_t best = n;
 	for (size_t i = 0; i < n && !rc; i++)
-		if (cand[i].n &&
-		    (best == n || cand[i].logp / (double)cand[i].n > cand[best].logp / (double)cand[best].n))
+		if (cand[i].n && (best == n || score(&cand[i]) > score(&cand[best])))
 			best = i;
 	if (!rc && best < n) {
 		ag_free(c->forced);

@@ -18,7 +18,8 @@ static const char doc2[] = "The Zephyr laptop costs 1,200 euros. Orders ship wit
 static const char *script[16];
 static int script_len, script_pos;
 static json_t *seen_messages[16];
-static json_t *seen_tools; /* the tools of the first model call */
+static json_t *seen_tools;            /* the tools of the first model call */
+static char seen_quote_question[256]; /* the first model call's quote_question ("" for NULL) */
 static char db_path[512];
 
 static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_request *req,
@@ -28,6 +29,9 @@ static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_reques
 	(void)run;
 	if (script_pos < 16)
 		seen_messages[script_pos] = json_deep_copy(req->messages);
+	if (script_pos == 0)
+		snprintf(seen_quote_question, sizeof seen_quote_question, "%s",
+			 req->quote_question ? req->quote_question : "");
 	if (script_pos == 0 && req->tools) {
 		json_decref(seen_tools);
 		seen_tools = json_deep_copy(req->tools);
@@ -178,6 +182,8 @@ static void test_quoted_answer_with_citation(void **state)
 	const char *user = str(json_array_get(seen_messages[0], 1), "content");
 	assert_non_null(strstr(user, "<document id=\"1\" title=\"Leave policy\">\nEmployees accrue"));
 	assert_non_null(strstr(user, "</documents>\n\nHow many vacation days?"));
+	/* With the documents goes the question alone, for the engine's choice of the sentence quoted. */
+	assert_string_equal(seen_quote_question, "How many vacation days?");
 	json_decref(v);
 	json_decref(req);
 }

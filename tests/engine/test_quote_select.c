@@ -200,12 +200,143 @@ static void test_forces_the_only_sentence(void **state)
 	remove(path);
 }
 
+/* The share of the question's words a text holds, rarer words weighing more. */
+static void test_relevance(void **state)
+{
+	(void)state;
+	const char *texts[] = {"The Opal lamp costs $48.", "The Topaz desk costs $30.",
+			       "Staff get 30 days of leave.", "OPAL LAMPS: see the catalog."};
+	size_t lens[4];
+	for (int i = 0; i < 4; i++)
+		lens[i] = strlen(texts[i]);
+	double rel[4];
+	local_quote_relevance("How much does the Opal lamp cost?", texts, lens, 4, rel);
+	/* "opal" and "lamp" (in two texts) weigh more than "the" (in three) and "cost" (two, one of
+	 * them with the Opal lamp): the first holds every shared word, the second "the" and "cost". */
+	assert_true(fabs(rel[0] - 1.0) < 1e-12);
+	assert_true(rel[1] > 0 && rel[1] < rel[3]);
+	assert_true(rel[2] == 0);
+	assert_true(rel[3] > rel[1] && rel[3] < rel[0]); /* case and plural folded: "OPAL LAMPS" */
+	/* No question, or no word in common: no relevance at all. */
+	local_quote_relevance(NULL, texts, lens, 4, rel);
+	for (int i = 0; i < 4; i++)
+		assert_true(rel[i] == 0);
+	local_quote_relevance("Who leads Finance?", texts, lens, 4, rel);
+	for (int i = 0; i < 4; i++)
+		assert_true(rel[i] == 0);
+	/* Lengths are honoured: text past lens[i] is not looked at. */
+	lens[0] = strlen("The Opal");
+	local_quote_relevance("lamp", texts, lens, 4, rel);
+	assert_true(rel[0] == 0 && rel[3] > 0);
+}
+
+/* The forced sentence as the question sees it (sentence 3 holds the question's rare words) and
+ * by the rule: the highest mean log-probability plus the weighed relevance. */
+static void test_question_weighs_in(void **state)
+{
+	(void)state;
+	char path[512];
+	engine_local *l = random_model(path, sizeof path, "quote-select-question.gguf", 5);
+	engine_model *m = engine_local_model(l);
+	char doc0[128], doc1[128];
+	snprintf(doc0, sizeof doc0, "%s %s", sentences[0], sentences[1]);
+	snprintf(doc1, sizeof doc1, "%s\n%s", sentences[2], sentences[3]);
+	json_t *sources = json_pack("[s, s]", doc0, doc1);
+	engine_chat_request req = {.quote_sources = sources,
+				   .quote_cite_required = true,
+				   .quote_question = "What comes after kappa and lambda?"};
+	local_constraint c;
+	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
+	double rel[4];
+	size_t lens[4];
+	for (int k = 0; k < 4; k++)
+		lens[k] = strlen(sentences[k]);
+	local_quote_relevance(req.quote_question, (const char *const *)sentences, lens, 4, rel);
+	assert_true(rel[3] == 1.0 && rel[0] == 0 && rel[1] == 0 && rel[2] == 0);
+	for (int trial = 0; trial < 3; trial++) {
+		char prompt[64];
+		snprintf(prompt, sizeof prompt, "Question %d: which one? Answer: \"", trial * 7);
+		float *logits;
+		engine_state *s = open_quote(l, &c, prompt, &logits);
+		assert_int_equal(local_quote_select(l, s, logits, &c), 0);
+		assert_non_null(c.forced);
+		char *text;
+		size_t len;
+		assert_int_equal(engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false,
+						   &text, &len),
+				 0);
+		char want[64];
+		snprintf(want, sizeof want, "%s\" [2]", sentences[3]);
+		assert_string_equal(text[0] == ' ' ? text + 1 : text, want);
+		double got = mean_logp(m, s, logits, c.forced, c.n_forced) + LOCAL_RELEVANCE_WEIGHT * rel[3];
+		for (int k = 0; k < 3; k++) {
+			int32_t *st;
+			size_t sn;
+			assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]),
+							    1 + (size_t)(k >= 2), &st, &sn),
+					 0);
+			assert_true(got >=
+				    mean_logp(m, s, logits, st, sn) + LOCAL_RELEVANCE_WEIGHT * rel[k] - 1e-9);
+			ag_free(st);
+		}
+		ag_free(text);
+		ag_free(c.forced);
+		c.forced = NULL;
+		c.n_forced = c.forced_at = 0;
+		free(logits);
+		engine_state_free(s);
+	}
+	local_constraint_free(&c);
+	json_decref(sources);
+	engine_local_free(l);
+	remove(path);
+}
+
+/* More sentences than are scored: the ones the question names are kept, wherever they are
+ * (in order, the 48 first would be scored and the answer, the 60th, never offered). */
+static void test_relevant_sentence_beyond_the_cap(void **state)
+{
+	(void)state;
+	char path[512];
+	engine_local *l = random_model(path, sizeof path, "quote-select-many.gguf", 7);
+	ag_buf doc = AG_BUF_INIT;
+	for (int i = 0; i < 59; i++)
+		assert_int_equal(ag_buf_printf(&doc, "Filler sentence number %d is here. ", i), 0);
+	assert_int_equal(ag_buf_printf(&doc, "The Quantum router costs $310."), 0);
+	json_t *sources = json_pack("[s%]", doc.data, doc.len);
+	engine_chat_request req = {.quote_sources = sources,
+				   .quote_cite_required = true,
+				   .quote_question = "How much does the Quantum router cost?"};
+	local_constraint c;
+	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
+	float *logits;
+	engine_state *s = open_quote(l, &c, "Answer: \"", &logits);
+	assert_int_equal(local_quote_select(l, s, logits, &c), 0);
+	assert_non_null(c.forced);
+	char *text;
+	size_t len;
+	assert_int_equal(
+		engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false, &text, &len), 0);
+	assert_string_equal(text[0] == ' ' ? text + 1 : text, "The Quantum router costs $310.\" [1]");
+	ag_free(text);
+	free(logits);
+	engine_state_free(s);
+	local_constraint_free(&c);
+	json_decref(sources);
+	ag_buf_free(&doc);
+	engine_local_free(l);
+	remove(path);
+}
+
 int main(void)
 {
 	ag_alloc_init();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forces_the_likeliest_sentence),
 		cmocka_unit_test(test_forces_the_only_sentence),
+		cmocka_unit_test(test_relevance),
+		cmocka_unit_test(test_question_weighs_in),
+		cmocka_unit_test(test_relevant_sentence_beyond_the_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

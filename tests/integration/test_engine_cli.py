@@ -131,6 +131,13 @@ def test_generate_with_quote_sources(d):
     assert out.returncode == 0, out.stderr
     answer = out.stdout.split("</think>")[-1].strip()
     assert answer == '"The Falcon desk lamp is sold for $49." [2]', out.stdout
+    # The question named (as agent runs name it) weighs in: its words are the other sentence's.
+    out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--max-tokens", "80", "--temperature", "0",
+                "--quote-sources", sources, "--quote-question", "Within how many weeks does it ship?")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("</think>")[-1].strip() == '"It ships within two weeks." [2]', out.stdout
+    out = d.cli("generate", "--model", shipped, "--prompt", prompt, "--quote-question", "Why?")
+    assert out.returncode == 2 and "--quote-question" in out.stderr, out
     bad = os.path.join(TMP, "bad-sources.json")
     with open(bad, "w") as f:
         f.write("{")

@@ -15,8 +15,13 @@ costs more than one answer of a kind fails. Greedy decoding and bit-identical ba
 Quoted answers went from 0/10 to 2/10 here (from 2/30 to 11/30 over this seed and
 two others, 999 and 1001) when the engine began holding quotes to the retrieved
 texts and choosing them by whole sentences (engine/grammar_quote.c,
-engine/local_select.c); the rest of them the model answers "not found" (its
-reasoning line says "The documents do not say.") or quotes the wrong sentence."""
+engine/local_select.c); the rest of them the model answered "not found" (its
+reasoning line says "The documents do not say.") or quoted the wrong sentence.
+They went to 5/10 (20/30 over the three seeds: 5, 8, 7) when the run's question
+began to weigh in the choice of the sentence (engine/local_relevance.c; on the
+validation split every quote the model then opened was the right sentence, so
+what is left is the model's choice to quote rather than say "not found" or call
+the calculator)."""
 import json
 import os
 import random
@@ -30,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import gen  # noqa: E402
 
 N = {"calc_plain": 10, "notfound": 10, "quote": 10}
-FLOOR = {"calc_plain": 0.6, "notfound": 0.2, "quote": 0.1}  # measured: 0.7, 0.3, 0.2
+FLOOR = {"calc_plain": 0.6, "notfound": 0.2, "quote": 0.4}  # measured: 0.7, 0.3, 0.5
 NOT_FOUND = "Not found in the documents."
 
 

@@ -1,0 +1,99 @@
+/*
+ * How much of a question a sentence answers to, for choosing what a quote says
+ * (local_select.c). A small model copies any sentence of its sources fluently
+ * once it has begun it, so the log-probability of whole sentences says little
+ * about which one answers; the words the question and the answer share (the
+ * subject's name above all) say a lot, and the rarer a word among the
+ * candidates, the more. The same idea as the BM25 ranking that found the
+ * passages, applied to their sentences.
+ */
+#include "engine/local_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define WORD_MAX 32 /* longer words are compared by their first 32 bytes */
+#define QWORDS   64 /* distinct question words weighed; the rest are ignored */
+
+typedef struct word {
+	char w[WORD_MAX];
+	size_t len;
+} word;
+
+static bool word_byte(unsigned char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch >= 0x80;
+}
+
+/* The next word of text[*at..len) into *out (ASCII folded to lower case, a plural 's' dropped
+ * from words of four letters or more, so "costs" meets "cost"); false at the end. */
+static bool next_word(const char *text, size_t len, size_t *at, word *out)
+{
+	size_t i = *at;
+	while (i < len && !word_byte((unsigned char)text[i]))
+		i++;
+	if (i >= len) {
+		*at = len;
+		return false;
+	}
+	out->len = 0;
+	for (; i < len && word_byte((unsigned char)text[i]); i++)
+		if (out->len < WORD_MAX) {
+			char ch = text[i];
+			out->w[out->len++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+		}
+	if (out->len >= 4 && out->w[out->len - 1] == 's' && out->w[out->len - 2] != 's')
+		out->len--;
+	*at = i;
+	return true;
+}
+
+static bool same_word(const word *a, const word *b)
+{
+	return a->len == b->len && memcmp(a->w, b->w, a->len) == 0;
+}
+
+static bool text_has(const char *text, size_t len, const word *w)
+{
+	word t;
+	for (size_t at = 0; next_word(text, len, &at, &t);)
+		if (same_word(&t, w))
+			return true;
+	return false;
+}
+
+void local_quote_relevance(const char *question, const char *const *texts, const size_t *lens, size_t n,
+			   double *out)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = 0;
+	if (!question || n == 0)
+		return;
+	word q[QWORDS];
+	size_t nq = 0;
+	word w;
+	for (size_t at = 0; nq < QWORDS && next_word(question, strlen(question), &at, &w);) {
+		bool seen = false;
+		for (size_t k = 0; k < nq && !seen; k++)
+			seen = same_word(&q[k], &w);
+		if (!seen)
+			q[nq++] = w;
+	}
+	double total = 0;
+	for (size_t k = 0; k < nq; k++) {
+		size_t df = 0;
+		for (size_t i = 0; i < n; i++)
+			df += text_has(texts[i], lens[i], &q[k]);
+		if (df == 0) /* no candidate has it: it cannot tell them apart */
+			continue;
+		/* Positive even when every candidate has the word: (n + 1) / (n + 0.5) > 1. */
+		double idf = log(((double)n + 1.0) / ((double)df + 0.5));
+		total += idf;
+		for (size_t i = 0; i < n; i++)
+			if (text_has(texts[i], lens[i], &q[k]))
+				out[i] += idf;
+	}
+	if (total > 0)
+		for (size_t i = 0; i < n; i++)
+			out[i] /= total;
+}
