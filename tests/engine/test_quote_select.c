@@ -86,98 +86,111 @@ static engine_state *open_quote(engine_local *l, local_constraint *c, const char
 	return s;
 }
 
-static void test_forces_the_likeliest_sentence(void **state)
+/* One quote opened after prompt and chosen: the forced text must be a whole sentence of a source
+ * with its closing quote and marker, and score highest by the rule (each sentence scored alone,
+ * one decode at a time: mean log-probability plus LOCAL_RELEVANCE_WEIGHT * rel[k]); the mask
+ * then allows exactly the next forced token. Returns the sentence chosen. */
+static int select_and_check(engine_local *l, local_constraint *c, const char *prompt, const double *rel)
 {
-	(void)state;
-	char path[512];
-	engine_local *l = random_model(path, sizeof path, "quote-select.gguf", 5);
 	engine_model *m = engine_local_model(l);
 	size_t nv = engine_model_config(m)->n_vocab;
+	float *logits;
+	engine_state *s = open_quote(l, c, prompt, &logits);
+	assert_int_equal(local_quote_select(l, s, logits, c), 0);
+	assert_non_null(c->forced);
+	char *text;
+	size_t len;
+	assert_int_equal(
+		engine_detokenize(engine_local_tokenizer(l), c->forced, c->n_forced, false, &text, &len), 0);
+	int which = -1;
+	for (int k = 0; k < 4; k++) {
+		char want[64];
+		snprintf(want, sizeof want, "%s\" [%d]", sentences[k], 1 + (k >= 2));
+		if (strcmp(text, want) == 0 || (text[0] == ' ' && strcmp(text + 1, want) == 0))
+			which = k;
+	}
+	if (which < 0)
+		fail_msg("forced text is no sentence: '%s'", text);
+	double best = -INFINITY;
+	double got = mean_logp(m, s, logits, c->forced, c->n_forced) + LOCAL_RELEVANCE_WEIGHT * rel[which];
+	for (int k = 0; k < 4; k++) {
+		int32_t *st;
+		size_t sn;
+		assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]),
+						    1 + (size_t)(k >= 2), &st, &sn),
+				 0);
+		assert_non_null(st);
+		double score = mean_logp(m, s, logits, st, sn) + LOCAL_RELEVANCE_WEIGHT * rel[k];
+		if (score > best)
+			best = score;
+		ag_free(st);
+	}
+	assert_true(got >= best - 1e-9);
+	float *lg = calloc(nv, sizeof *lg);
+	bool none;
+	assert_int_equal(local_constraint_mask(c, lg, nv, &none), 0);
+	size_t finite = 0;
+	for (size_t i = 0; i < nv; i++)
+		finite += isfinite(lg[i]) != 0;
+	assert_int_equal(finite, 1);
+	assert_true(isfinite(lg[c->forced[0]]));
+	free(lg);
+	ag_free(text);
+	ag_free(c->forced);
+	c->forced = NULL;
+	c->n_forced = c->forced_at = 0;
+	free(logits);
+	engine_state_free(s);
+	return which;
+}
 
+/* Sentences 0 and 1 in source 1, 2 and 3 in source 2, chosen after several prompts (so the
+ * choice is not the same sentence by luck of one); with a question, how many of its words
+ * each sentence holds weighs in. Returns how often each sentence was chosen in chosen[4]. */
+static void choose_over_prompts(const char *question, int trials, int *chosen)
+{
+	char path[512];
+	engine_local *l = random_model(path, sizeof path, "quote-select.gguf", 5);
 	char doc0[128], doc1[128];
 	snprintf(doc0, sizeof doc0, "%s %s", sentences[0], sentences[1]);
 	snprintf(doc1, sizeof doc1, "%s\n%s", sentences[2], sentences[3]);
 	json_t *sources = json_pack("[s, s]", doc0, doc1);
-	engine_chat_request req = {.quote_sources = sources, .quote_cite_required = true};
+	engine_chat_request req = {
+		.quote_sources = sources, .quote_cite_required = true, .quote_question = question};
 	local_constraint c;
 	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
-
-	/* Several prompts, so the choice is not the same sentence by luck of one. */
-	int chosen[4] = {0};
-	for (int trial = 0; trial < 6; trial++) {
+	size_t lens[4];
+	for (int k = 0; k < 4; k++)
+		lens[k] = strlen(sentences[k]);
+	double rel[4];
+	local_quote_relevance(question, sentences, lens, 4, rel);
+	for (int k = 0; k < 4; k++)
+		chosen[k] = 0;
+	for (int trial = 0; trial < trials; trial++) {
 		char prompt[64];
 		snprintf(prompt, sizeof prompt, "Question %d: which one? Answer: \"", trial * 7);
-		float *logits;
-		engine_state *s = open_quote(l, &c, prompt, &logits);
-		assert_int_equal(local_quote_select(l, s, logits, &c), 0);
-		assert_non_null(c.forced);
-		char *text;
-		size_t len;
-		assert_int_equal(engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false,
-						   &text, &len),
-				 0);
-		/* A whole sentence of a source, the closing quote, and its source's marker. */
-		int which = -1;
-		for (int k = 0; k < 4; k++) {
-			char want[64];
-			snprintf(want, sizeof want, "%s\" [%d]", sentences[k], 1 + (k >= 2));
-			if (strcmp(text, want) == 0 || (text[0] == ' ' && strcmp(text + 1, want) == 0))
-				which = k;
-		}
-		if (which < 0)
-			fail_msg("forced text is no sentence: '%s'", text);
-		chosen[which]++;
-		/* The likeliest by the definition: each sentence scored alone, one decode at a time. */
-		double best = -INFINITY, got = mean_logp(m, s, logits, c.forced, c.n_forced);
-		for (int k = 0; k < 4; k++) {
-			int32_t *st;
-			size_t sn;
-			assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]),
-							    1 + (size_t)(k >= 2), &st, &sn),
-					 0);
-			assert_non_null(st);
-			double lp = mean_logp(m, s, logits, st, sn);
-			if (lp > best)
-				best = lp;
-			ag_free(st);
-		}
-		assert_true(got >= best - 1e-9);
-		/* Forced one by one: the mask allows exactly the next forced token. */
-		float *lg = malloc(nv * sizeof *lg);
-		for (size_t i = 0; i < nv; i++)
-			lg[i] = 0;
-		bool none;
-		assert_int_equal(local_constraint_mask(&c, lg, nv, &none), 0);
-		size_t finite = 0;
-		for (size_t i = 0; i < nv; i++)
-			finite += isfinite(lg[i]) != 0;
-		assert_int_equal(finite, 1);
-		assert_true(isfinite(lg[c.forced[0]]));
-		free(lg);
-		ag_free(text);
-		ag_free(c.forced);
-		c.forced = NULL;
-		c.n_forced = c.forced_at = 0;
-		free(logits);
-		engine_state_free(s);
+		chosen[select_and_check(l, &c, prompt, rel)]++;
 	}
-	print_message("sentences chosen over 6 prompts: %d %d %d %d\n", chosen[0], chosen[1], chosen[2],
-		      chosen[3]);
 	local_constraint_free(&c);
 	json_decref(sources);
 	engine_local_free(l);
 	remove(path);
 }
 
-/* A single sentence to go on to is forced whole, with its marker: the mask alone would let the
- * model close the quote at any word. */
-static void test_forces_the_only_sentence(void **state)
+static void test_forces_the_likeliest_sentence(void **state)
 {
 	(void)state;
-	char path[512];
-	engine_local *l = random_model(path, sizeof path, "quote-select-one.gguf", 6);
-	json_t *sources = json_pack("[s]", sentences[3]);
-	engine_chat_request req = {.quote_sources = sources, .quote_cite_required = true};
+	int chosen[4];
+	choose_over_prompts(NULL, 6, chosen);
+	print_message("sentences chosen over 6 prompts: %d %d %d %d\n", chosen[0], chosen[1], chosen[2],
+		      chosen[3]);
+}
+
+/* After "Answer: \"" over sources (with question, or NULL), the forced text is want. */
+static void expect_forced(engine_local *l, json_t *sources, const char *question, const char *want)
+{
+	engine_chat_request req = {
+		.quote_sources = sources, .quote_cite_required = true, .quote_question = question};
 	local_constraint c;
 	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
 	float *logits;
@@ -188,13 +201,24 @@ static void test_forces_the_only_sentence(void **state)
 	size_t len;
 	assert_int_equal(
 		engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false, &text, &len), 0);
-	char want[64];
-	snprintf(want, sizeof want, "%s\" [1]", sentences[3]);
 	assert_string_equal(text[0] == ' ' ? text + 1 : text, want);
 	ag_free(text);
 	free(logits);
 	engine_state_free(s);
 	local_constraint_free(&c);
+}
+
+/* A single sentence to go on to is forced whole, with its marker: the mask alone would let the
+ * model close the quote at any word. */
+static void test_forces_the_only_sentence(void **state)
+{
+	(void)state;
+	char path[512];
+	engine_local *l = random_model(path, sizeof path, "quote-select-one.gguf", 6);
+	json_t *sources = json_pack("[s]", sentences[3]);
+	char want[64];
+	snprintf(want, sizeof want, "%s\" [1]", sentences[3]);
+	expect_forced(l, sources, NULL, want);
 	json_decref(sources);
 	engine_local_free(l);
 	remove(path);
@@ -230,66 +254,21 @@ static void test_relevance(void **state)
 	assert_true(rel[0] == 0 && rel[3] > 0);
 }
 
-/* The forced sentence as the question sees it (sentence 3 holds the question's rare words) and
- * by the rule: the highest mean log-probability plus the weighed relevance. */
+/* With a question whose words only sentence 3 holds, sentence 3 is forced after every prompt,
+ * and by the rule (select_and_check). */
 static void test_question_weighs_in(void **state)
 {
 	(void)state;
-	char path[512];
-	engine_local *l = random_model(path, sizeof path, "quote-select-question.gguf", 5);
-	engine_model *m = engine_local_model(l);
-	char doc0[128], doc1[128];
-	snprintf(doc0, sizeof doc0, "%s %s", sentences[0], sentences[1]);
-	snprintf(doc1, sizeof doc1, "%s\n%s", sentences[2], sentences[3]);
-	json_t *sources = json_pack("[s, s]", doc0, doc1);
-	engine_chat_request req = {.quote_sources = sources,
-				   .quote_cite_required = true,
-				   .quote_question = "What comes after kappa and lambda?"};
-	local_constraint c;
-	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
-	double rel[4];
+	const char *question = "What comes after kappa and lambda?";
 	size_t lens[4];
 	for (int k = 0; k < 4; k++)
 		lens[k] = strlen(sentences[k]);
-	local_quote_relevance(req.quote_question, (const char *const *)sentences, lens, 4, rel);
+	double rel[4];
+	local_quote_relevance(question, sentences, lens, 4, rel);
 	assert_true(rel[3] == 1.0 && rel[0] == 0 && rel[1] == 0 && rel[2] == 0);
-	for (int trial = 0; trial < 3; trial++) {
-		char prompt[64];
-		snprintf(prompt, sizeof prompt, "Question %d: which one? Answer: \"", trial * 7);
-		float *logits;
-		engine_state *s = open_quote(l, &c, prompt, &logits);
-		assert_int_equal(local_quote_select(l, s, logits, &c), 0);
-		assert_non_null(c.forced);
-		char *text;
-		size_t len;
-		assert_int_equal(engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false,
-						   &text, &len),
-				 0);
-		char want[64];
-		snprintf(want, sizeof want, "%s\" [2]", sentences[3]);
-		assert_string_equal(text[0] == ' ' ? text + 1 : text, want);
-		double got = mean_logp(m, s, logits, c.forced, c.n_forced) + LOCAL_RELEVANCE_WEIGHT * rel[3];
-		for (int k = 0; k < 3; k++) {
-			int32_t *st;
-			size_t sn;
-			assert_int_equal(local_quote_tokens(l, sentences[k], strlen(sentences[k]),
-							    1 + (size_t)(k >= 2), &st, &sn),
-					 0);
-			assert_true(got >=
-				    mean_logp(m, s, logits, st, sn) + LOCAL_RELEVANCE_WEIGHT * rel[k] - 1e-9);
-			ag_free(st);
-		}
-		ag_free(text);
-		ag_free(c.forced);
-		c.forced = NULL;
-		c.n_forced = c.forced_at = 0;
-		free(logits);
-		engine_state_free(s);
-	}
-	local_constraint_free(&c);
-	json_decref(sources);
-	engine_local_free(l);
-	remove(path);
+	int chosen[4];
+	choose_over_prompts(question, 3, chosen);
+	assert_int_equal(chosen[3], 3);
 }
 
 /* More sentences than are scored: the ones the question names are kept, wherever they are
@@ -304,24 +283,8 @@ static void test_relevant_sentence_beyond_the_cap(void **state)
 		assert_int_equal(ag_buf_printf(&doc, "Filler sentence number %d is here. ", i), 0);
 	assert_int_equal(ag_buf_printf(&doc, "The Quantum router costs $310."), 0);
 	json_t *sources = json_pack("[s%]", doc.data, doc.len);
-	engine_chat_request req = {.quote_sources = sources,
-				   .quote_cite_required = true,
-				   .quote_question = "How much does the Quantum router cost?"};
-	local_constraint c;
-	assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
-	float *logits;
-	engine_state *s = open_quote(l, &c, "Answer: \"", &logits);
-	assert_int_equal(local_quote_select(l, s, logits, &c), 0);
-	assert_non_null(c.forced);
-	char *text;
-	size_t len;
-	assert_int_equal(
-		engine_detokenize(engine_local_tokenizer(l), c.forced, c.n_forced, false, &text, &len), 0);
-	assert_string_equal(text[0] == ' ' ? text + 1 : text, "The Quantum router costs $310.\" [1]");
-	ag_free(text);
-	free(logits);
-	engine_state_free(s);
-	local_constraint_free(&c);
+	expect_forced(l, sources, "How much does the Quantum router cost?",
+		      "The Quantum router costs $310.\" [1]");
 	json_decref(sources);
 	ag_buf_free(&doc);
 	engine_local_free(l);
