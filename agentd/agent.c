@@ -167,7 +167,7 @@ static int model_call(agent *a, agentd_gen_result *out)
 		.tools = a->tools,
 		.max_tokens = (int)budget_value(req, "max_answer_tokens", 512, 8192),
 		.quote_sources = a->quote_texts,
-		.quote_question = a->quote_texts ? a->question : NULL,
+		.quote_question = a->question,
 		.temperature = 0,
 		.seed = 0,
 		.on_text = on_text,

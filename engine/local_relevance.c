@@ -10,10 +10,11 @@
 #include "engine/local_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define WORD_MAX 32 /* longer words are compared by their first 32 bytes */
-#define QWORDS   64 /* distinct question words weighed; the rest are ignored */
+#define QWORDS   64 /* distinct question words weighed (one bit each); the rest are ignored */
 
 typedef struct word {
 	char w[WORD_MAX];
@@ -53,13 +54,16 @@ static bool same_word(const word *a, const word *b)
 	return a->len == b->len && memcmp(a->w, b->w, a->len) == 0;
 }
 
-static bool text_has(const char *text, size_t len, const word *w)
+/* Which of the nq question words the text holds: bit k for q[k]. */
+static uint64_t words_held(const char *text, size_t len, const word *q, size_t nq)
 {
+	uint64_t held = 0;
 	word t;
 	for (size_t at = 0; next_word(text, len, &at, &t);)
-		if (same_word(&t, w))
-			return true;
-	return false;
+		for (size_t k = 0; k < nq; k++)
+			if (same_word(&t, &q[k]))
+				held |= (uint64_t)1 << k;
+	return held;
 }
 
 void local_quote_relevance(const char *question, const char *const *texts, const size_t *lens, size_t n,
@@ -70,30 +74,35 @@ void local_quote_relevance(const char *question, const char *const *texts, const
 	if (!question || n == 0)
 		return;
 	word q[QWORDS];
-	size_t nq = 0;
+	size_t nq = 0, qlen = strlen(question);
 	word w;
-	for (size_t at = 0; nq < QWORDS && next_word(question, strlen(question), &at, &w);) {
+	for (size_t at = 0; nq < QWORDS && next_word(question, qlen, &at, &w);) {
 		bool seen = false;
 		for (size_t k = 0; k < nq && !seen; k++)
 			seen = same_word(&q[k], &w);
 		if (!seen)
 			q[nq++] = w;
 	}
-	double total = 0;
-	for (size_t k = 0; k < nq; k++) {
-		size_t df = 0;
-		for (size_t i = 0; i < n; i++)
-			df += text_has(texts[i], lens[i], &q[k]);
-		if (df == 0) /* no candidate has it: it cannot tell them apart */
-			continue;
-		/* Positive even when every candidate has the word: (n + 1) / (n + 0.5) > 1. */
-		double idf = log(((double)n + 1.0) / ((double)df + 0.5));
-		total += idf;
-		for (size_t i = 0; i < n; i++)
-			if (text_has(texts[i], lens[i], &q[k]))
-				out[i] += idf;
+	size_t df[QWORDS] = {0};
+	for (size_t i = 0; i < n; i++) {
+		uint64_t held = words_held(texts[i], lens[i], q, nq);
+		for (size_t k = 0; k < nq; k++)
+			df[k] += (held >> k) & 1;
 	}
-	if (total > 0)
-		for (size_t i = 0; i < n; i++)
-			out[i] /= total;
+	/* A word no candidate has cannot tell them apart; one every candidate has still weighs a
+	 * little: (n + 1) / (n + 0.5) > 1. */
+	double idf[QWORDS], total = 0;
+	for (size_t k = 0; k < nq; k++) {
+		idf[k] = df[k] ? log(((double)n + 1.0) / ((double)df[k] + 0.5)) : 0;
+		total += idf[k];
+	}
+	if (total <= 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t held = words_held(texts[i], lens[i], q, nq);
+		for (size_t k = 0; k < nq; k++)
+			if ((held >> k) & 1)
+				out[i] += idf[k];
+		out[i] /= total;
+	}
 }

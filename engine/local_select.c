@@ -29,7 +29,6 @@ typedef struct candidate {
 	int32_t *toks;
 	size_t n;
 	double logp;
-	double relevance;
 	engine_state *fork;
 } candidate;
 
@@ -126,9 +125,9 @@ int local_quote_tokens(engine_local *l, const char *text, size_t len, size_t mar
 	return rc;
 }
 
-static double score(const candidate *c)
+static double score(const candidate *c, double relevance)
 {
-	return c->logp / (double)c->n + LOCAL_RELEVANCE_WEIGHT * c->relevance;
+	return c->logp / (double)c->n + LOCAL_RELEVANCE_WEIGHT * relevance;
 }
 
 /* Keeps the MAX_CANDIDATES most relevant of n listed sentences, in their order (with no
@@ -185,7 +184,6 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 		if (n == 1)
 			break;
 		cand[i].logp = log_prob(logits, n_vocab, cand[i].toks[0]);
-		cand[i].relevance = rel[i];
 		if (cand[i].n > 1)
 			rc = engine_state_fork(&cand[i].fork, s);
 		if (cand[i].n > longest)
@@ -216,7 +214,7 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
 	}
 	size_t best = n;
 	for (size_t i = 0; i < n && !rc; i++)
-		if (cand[i].n && (best == n || score(&cand[i]) > score(&cand[best])))
+		if (cand[i].n && (best == n || score(&cand[i], rel[i]) > score(&cand[best], rel[best])))
 			best = i;
 	if (!rc && best < n) {
 		ag_free(c->forced);
