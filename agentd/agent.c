@@ -128,15 +128,18 @@ static int retrieve(agent *a, const char *question)
 	size_t i;
 	json_t *h;
 	/* Quotes are checked against exactly these texts (agentd_answer_check), so a local model is
-	 * held to them while it writes: what it puts in quotes is copied, and cited where it is. */
-	if (json_array_size(hits) > 0 && (a->quote_texts = json_array()))
-		json_array_foreach(hits, i, h)
-		{
-			json_t *t = json_object_get(h, "text");
-			if (json_is_string(t) ? json_array_append(a->quote_texts, t)
-					      : json_array_append_new(a->quote_texts, json_string("")))
-				return ag_error_set(AG_ENOMEM, "out of memory listing the documents");
-		}
+	 * held to them while it writes: what it puts in quotes is copied, and cited where it is.
+	 * When nothing was found the list is empty and the model may open no quote at all, which
+	 * the check would only send back. */
+	if (!(a->quote_texts = json_array()))
+		return ag_error_set(AG_ENOMEM, "out of memory listing the documents");
+	json_array_foreach(hits, i, h)
+	{
+		json_t *t = json_object_get(h, "text");
+		if (json_is_string(t) ? json_array_append(a->quote_texts, t)
+				      : json_array_append_new(a->quote_texts, json_string("")))
+			return ag_error_set(AG_ENOMEM, "out of memory listing the documents");
+	}
 	json_t *ids = json_array();
 	json_array_foreach(hits, i, h) json_array_append(ids, json_object_get(h, "chunk_id"));
 	agentd_run_emit(a->run, "run.step.completed",

@@ -527,7 +527,8 @@ size_t engine_grammar_mask_apply(float *logits, const uint32_t *mask, size_t n_v
 /* Verbatim quotes (grammar_quote.c): text an answer puts between double quotes must be
  * copied from one of n sources (the documents it may quote), and a citation marker right
  * after the closing quote (" [k]") may only name a source that holds the quote (source i
- * is k = i + 1). cite_required: every closed quote must be followed by its marker. */
+ * is k = i + 1). cite_required: every closed quote must be followed by its marker. With no
+ * sources (n == 0) nothing can be quoted: no token that opens a quote is allowed. */
 typedef struct engine_quote_matcher engine_quote_matcher;
 
 int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sources, const size_t *lens,
@@ -565,7 +566,8 @@ typedef struct engine_chat_request {
 	/* Verbatim quotes (the local backend; a remote one ignores them): the texts the answer
 	 * may quote, an array of strings, or NULL. Text the answer puts between double quotes is
 	 * then copied from one of them, and a marker " [k]" right after a quote names one that
-	 * holds it (the k-th, from 1); quote_cite_required: every quote is followed by one. */
+	 * holds it (the k-th, from 1); quote_cite_required: every quote is followed by one. An
+	 * empty array: the answer may quote nothing (no double quote may open). */
 	const json_t *quote_sources;
 	bool quote_cite_required;
 	/* The question the quotes answer (its text alone, without the documents), or NULL: a

@@ -85,16 +85,17 @@ int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sour
 			     size_t n, bool cite_required)
 {
 	*out = NULL;
-	if (n == 0 || n > UINT32_MAX)
-		return ag_error_set(AG_EINVAL, "verbatim quotes: no sources");
+	if (n > UINT32_MAX)
+		return ag_error_set(AG_EINVAL, "verbatim quotes: too many sources");
 	engine_quote_matcher *q = ag_calloc(1, sizeof *q);
 	if (!q)
 		return ag_error_set(AG_ENOMEM, "verbatim quotes: out of memory");
 	q->n = n;
 	q->cite_required = cite_required;
-	q->src = ag_calloc(n, sizeof *q->src);
-	q->len = ag_calloc(n, sizeof *q->len);
-	q->cite_ok = ag_calloc(n, 1);
+	size_t slots = n ? n : 1; /* so that no source is not an allocation failure */
+	q->src = ag_calloc(slots, sizeof *q->src);
+	q->len = ag_calloc(slots, sizeof *q->len);
+	q->cite_ok = ag_calloc(slots, 1);
 	size_t total = 0;
 	int rc = q->src && q->len && q->cite_ok ? 0 : AG_ENOMEM;
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -258,12 +259,13 @@ static int bind_vocab(engine_quote_matcher *q, const engine_grammar_vocab *v)
 		if (d == 1)
 			q->root_child[v->byte[i]] = i;
 		size_t first = d > 1 ? open_at[d - 1] : 0;
-		open_at[d] = first ? first : v->byte[i] == '"' ? d : 0;
+		open_at[d] = first = first ? first : v->byte[i] == '"' ? d : 0;
 		if (!first || !v->tok_n[i])
 			continue;
 		const uint8_t *rest = path + first;
 		size_t rn = d - first;
-		if (memchr(rest, '"', rn) || (rn && !quote_may_start(q, rest, rn)))
+		/* a token may open a quote only if its rest can begin one; with no sources, none can */
+		if (memchr(rest, '"', rn) || (rn ? !quote_may_start(q, rest, rn) : q->n == 0))
 			for (uint32_t k = 0; k < v->tok_n[i]; k++) {
 				int32_t t = v->toks[v->tok_at[i] + k];
 				ok[t >> 5] &= ~(1u << (t & 31));

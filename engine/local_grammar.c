@@ -74,8 +74,8 @@ bool local_constraint_from_start(const engine_chat_request *req)
 static int quote_init(local_constraint *c, const engine_chat_request *req, bool thinking)
 {
 	size_t n = json_array_size(req->quote_sources);
-	const char **texts = ag_calloc(n, sizeof *texts);
-	size_t *lens = ag_calloc(n, sizeof *lens);
+	const char **texts = ag_calloc(n ? n : 1, sizeof *texts);
+	size_t *lens = ag_calloc(n ? n : 1, sizeof *lens);
 	int rc = texts && lens ? 0 : ag_error_set(AG_ENOMEM, "out of memory for quote sources");
 	for (size_t i = 0; i < n && !rc; i++) {
 		const json_t *t = json_array_get(req->quote_sources, i);
@@ -112,7 +112,8 @@ int local_constraint_init(local_constraint *c, engine_local *l, const engine_cha
 	else if (rf_type && strcmp(rf_type, "json_object") == 0)
 		schema = object_schema = json_pack("{s:s}", "type", "object");
 	bool want_calls = has_tools && !forced && !schema && l->format == ENGINE_CHAT_CHATML;
-	bool want_quotes = json_array_size(req->quote_sources) > 0 && !forced && !schema;
+	/* An empty array still holds quotes to the sources: there are none, so none may open. */
+	bool want_quotes = json_is_array(req->quote_sources) && !forced && !schema;
 	if (!forced && !schema && !want_calls && !want_quotes)
 		return 0;
 	int rc = ensure_vocab(l);

@@ -34,14 +34,15 @@ def engine_generate(agentd, model, prompt, max_tokens, sources=None, tools=None,
     # tools: the offered tools (the chat API's shape), whose schemas then hold the calls.
     assert prompt.startswith(fmt.BOS)
     extra, paths = [], []
+    # An empty list of sources is passed too: as in an agent run that found nothing, no quote may open.
     for flag, value in (("--quote-sources", sources), ("--tools", tools)):
-        if value:
+        if value is not None:
             fd, path = tempfile.mkstemp(suffix=".json")
             with os.fdopen(fd, "w") as f:
                 json.dump(value, f)
             extra += [flag, path]
             paths.append(path)
-    if sources and question:
+    if sources is not None and question:
         extra += ["--quote-question", question]
     r = subprocess.run(
         [agentd, "generate", "--model", model, "--prompt", prompt[len(fmt.BOS):], "--max-tokens",

@@ -20,6 +20,8 @@ static int script_len, script_pos;
 static json_t *seen_messages[16];
 static json_t *seen_tools;            /* the tools of the first model call */
 static char seen_quote_question[256]; /* the first model call's quote_question ("" for NULL) */
+static long seen_quote_sources;       /* how many texts it may quote (-1: quotes unconstrained) */
+static bool retrieve_nothing;         /* the search finds no document */
 static char db_path[512];
 
 static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_request *req,
@@ -29,9 +31,11 @@ static int scripted_generate(void *cls, agentd_run *run, const agentd_gen_reques
 	(void)run;
 	if (script_pos < 16)
 		seen_messages[script_pos] = json_deep_copy(req->messages);
-	if (script_pos == 0)
+	if (script_pos == 0) {
 		snprintf(seen_quote_question, sizeof seen_quote_question, "%s",
 			 req->quote_question ? req->quote_question : "");
+		seen_quote_sources = req->quote_sources ? (long)json_array_size(req->quote_sources) : -1;
+	}
 	if (script_pos == 0 && req->tools) {
 		json_decref(seen_tools);
 		seen_tools = json_deep_copy(req->tools);
@@ -84,6 +88,10 @@ static int scripted_retrieve(void *cls, agentd_run *run, const char *query, cons
 	(void)query;
 	(void)collections;
 	(void)k;
+	if (retrieve_nothing) {
+		*hits = json_array();
+		return 0;
+	}
 	*hits = json_pack("[{s:s, s:s, s:s, s:s, s:i}, {s:s, s:s, s:s, s:s, s:i}]", "title", "Leave policy",
 			  "text", doc1, "chunk_id", "chk_1", "document_id", "doc_1", "start_byte", 100,
 			  "title", "Price list", "text", doc2, "chunk_id", "chk_2", "document_id", "doc_2",
@@ -104,6 +112,7 @@ static void set_script(int n, ...)
 	script_len = n;
 	script_pos = 0;
 	tool_calls_made = 0;
+	retrieve_nothing = false;
 	for (int i = 0; i < 16; i++) {
 		json_decref(seen_messages[i]);
 		seen_messages[i] = NULL;
@@ -184,6 +193,7 @@ static void test_quoted_answer_with_citation(void **state)
 	assert_non_null(strstr(user, "</documents>\n\nHow many vacation days?"));
 	/* With the documents goes the question alone, for the engine's choice of the sentence quoted. */
 	assert_string_equal(seen_quote_question, "How many vacation days?");
+	assert_int_equal(seen_quote_sources, 2);
 	json_decref(v);
 	json_decref(req);
 }
@@ -205,6 +215,23 @@ static void test_calculator_tool_call(void **state)
 	json_t *usage = json_object_get(v, "usage");
 	assert_int_equal(json_integer_value(json_object_get(usage, "tool_calls")), 1);
 	assert_int_equal(json_integer_value(json_object_get(usage, "steps")), 3);
+	json_decref(v);
+	json_decref(req);
+}
+
+/* A search that finds nothing leaves nothing to quote: the model is told so (an empty list of
+ * sources, under which the engine lets no quote open), rather than left to quote freely. */
+static void test_nothing_found_nothing_to_quote(void **state)
+{
+	(void)state;
+	set_script(2, "TOOL:calculator:{\"expression\": \"25 * 4\"}", "The total is 100.");
+	retrieve_nothing = true;
+	json_t *req = json_pack("{s:s, s:[s]}", "input", "What is 25 times 4?", "tools", "calculator");
+	json_t *v = run_agent(req);
+	assert_string_equal(str(v, "status"), "succeeded");
+	assert_int_equal(seen_quote_sources, 0);
+	const char *user = str(json_array_get(seen_messages[0], 1), "content");
+	assert_null(strstr(user, "<documents>"));
 	json_decref(v);
 	json_decref(req);
 }
@@ -523,6 +550,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_quoted_answer_with_citation),
 		cmocka_unit_test(test_calculator_tool_call),
+		cmocka_unit_test(test_nothing_found_nothing_to_quote),
 		cmocka_unit_test(test_offered_tools_carry_schemas),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_invented_quote_is_retried),
