@@ -121,6 +121,13 @@ def nonce_pools(rng, p):
 # lead-in on some, so that what a question asks is read from its subject and
 # its words, not from how it opens.
 PHRASINGS = False
+# --calc-phrasings: more training wordings of a bare sum, most with the expression
+# mid-sentence (the three above all end with it); none of them held out.
+CALC_PHRASINGS = False
+CALC_PLAIN_MORE = ["Can you compute %s for the report?", "Tell me what %s comes to.",
+                   "I need the value of %s, please.", "What do you get for %s?", "Compute %s and tell me.",
+                   "Quick one: %s?", "What does %s make?", "Evaluate %s, please.",
+                   "Find %s for the budget sheet.", "Could you calculate %s today?"]
 
 
 # The slot that names what a fact of each kind is about (its subject).
@@ -291,6 +298,8 @@ def qa_turn(world, kind_mix, ndocs_range, nfill_range):
             if not world.held
             else ["How much is %s?" % expr, "Work out %s for me." % expr]
         )
+        if CALC_PHRASINGS and not world.held and r.random() < 0.6:
+            q = r.choice(CALC_PLAIN_MORE) % expr
         if grammar_turn(world):
             q = grammar.calc_question(r, "plain", e=expr)
         for _ in range(r.randint(0, ndocs)):
@@ -667,6 +676,15 @@ def repeat_drill(rng):
     return dict(tools=[], turns=turns, system=False, meta=dict(type="repeat"))
 
 
+def set_mix(spec):
+    """Replace the weights of the kinds spec names ("calc_plain=0.14,quote=0.4")."""
+    for item in filter(None, spec.split(",")):
+        kind, _, w = item.partition("=")
+        if kind not in TRAIN_MIX:
+            raise SystemExit("gen.py: --mix: no kind %r (kinds: %s)" % (kind, ", ".join(TRAIN_MIX)))
+        TRAIN_MIX[kind] = float(w)
+
+
 def train_episode(rng, copy_share=0.0, lookup_share=0.0):
     if copy_share and rng.random() < copy_share:
         return lookup_drill(rng) if rng.random() < lookup_share else copy_drill(rng)
@@ -710,8 +728,17 @@ def main():
                     help="the reasoning before a quote copies the answering document's title")
     ap.add_argument("--sent-grammar", type=float, default=0.0,
                     help="train and warm-up splits: share of fact sentences from sentences.py's wordings")
+    ap.add_argument("--calc-phrasings", action="store_true",
+                    help="training split: more wordings of bare sums (CALC_PLAIN_MORE)")
+    ap.add_argument("--mix", default="",
+                    help="training split: KIND=WEIGHT,... replaces those kinds' weights in TRAIN_MIX "
+                         "(e.g. calc_plain=0.14)")
     a = ap.parse_args()
+    if a.split == "train":
+        set_mix(a.mix)
     global SENT_GRAMMAR, VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS, PLAIN_TITLES
+    global CALC_PHRASINGS
+    CALC_PHRASINGS = a.calc_phrasings
     GRAMMAR = a.grammar
     SENT_GRAMMAR = a.sent_grammar
     THINK_DRILLS = a.think_drills
