@@ -92,7 +92,7 @@ int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sour
 		return ag_error_set(AG_ENOMEM, "verbatim quotes: out of memory");
 	q->n = n;
 	q->cite_required = cite_required;
-	size_t slots = n ? n : 1; /* so that no source is not an allocation failure */
+	size_t slots = n ? n : 1; /* calloc(0) may give NULL, which is no failure here */
 	q->src = ag_calloc(slots, sizeof *q->src);
 	q->len = ag_calloc(slots, sizeof *q->len);
 	q->cite_ok = ag_calloc(slots, 1);
