@@ -21,7 +21,13 @@ They went to 5/10 (20/30 over the three seeds: 5, 8, 7) when the run's question
 began to weigh in the choice of the sentence (engine/local_relevance.c; on the
 validation split every quote the model then opened was the right sentence, so
 what is left is the model's choice to quote rather than say "not found" or call
-the calculator)."""
+the calculator).
+
+The same test weighs a candidate model through the planner's own path (the
+collection, the search, the chunks it retrieves), which models/train/eval.py
+does not render: PLANNER_MODEL=FILE.gguf serves that model instead of the
+shipped one, and PLANNER_SEEDS=4242,999,1001 asks each seed's ten questions of
+each kind (the floors hold for each; the default is the one seed 4242)."""
 import json
 import os
 import random
@@ -85,10 +91,11 @@ def good(kind, ep, run):
     return bool(calls) and ep["meta"]["result"] in answer
 
 
-def test_held_out_questions(d):
-    rng = random.Random(4242)
-    n = 0
+def seed_rates(d, seed):
+    """Each kind's share of good answers to the seed's held-out questions."""
+    rng = random.Random(seed)
     rates = {}
+    n = 0
     for kind, count in N.items():
         ok = 0
         for _ in range(count):
@@ -97,9 +104,20 @@ def test_held_out_questions(d):
             n += 1
             ok += good(kind, ep, run)
         rates[kind] = ok / count
-    print("   held-out through the planner: %s" % json.dumps(rates))
-    for kind, floor in FLOOR.items():
-        assert rates[kind] >= floor, (kind, rates[kind], floor)
+    return rates
+
+
+def test_held_out_questions(d):
+    seeds = [int(s) for s in os.environ.get("PLANNER_SEEDS", "4242").split(",")]
+    below = []
+    for seed in seeds:
+        # A daemon of its own each: the search ranks by word rarity over every indexed document,
+        # so another seed's collections would change which chunks come first.
+        with harness.Agentd(args=d.args) as own:
+            rates = seed_rates(own, seed)
+        print("   held-out through the planner (seed %d): %s" % (seed, json.dumps(rates)))
+        below += [(seed, kind, rates[kind], floor) for kind, floor in FLOOR.items() if rates[kind] < floor]
+    assert not below, below
 
 
 # Documents a user might attach and ask about at once, as with `make run` (per-user memory on,
@@ -146,4 +164,5 @@ def test_just_attached_documents_are_quoted_with_citations(d):
 
 
 if __name__ == "__main__":
-    harness.main(globals())
+    model = os.environ.get("PLANNER_MODEL")
+    harness.main(globals(), args=["--model", os.path.abspath(model)] if model else None)
