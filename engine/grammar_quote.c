@@ -92,10 +92,9 @@ int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sour
 		return ag_error_set(AG_ENOMEM, "verbatim quotes: out of memory");
 	q->n = n;
 	q->cite_required = cite_required;
-	size_t slots = n ? n : 1; /* calloc(0) may give NULL, which is no failure here */
-	q->src = ag_calloc(slots, sizeof *q->src);
-	q->len = ag_calloc(slots, sizeof *q->len);
-	q->cite_ok = ag_calloc(slots, 1);
+	q->src = ag_calloc(n, sizeof *q->src); /* ag_calloc gives a block for n == 0 too */
+	q->len = ag_calloc(n, sizeof *q->len);
+	q->cite_ok = ag_calloc(n, 1);
 	size_t total = 0;
 	int rc = q->src && q->len && q->cite_ok ? 0 : AG_ENOMEM;
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -111,7 +110,7 @@ int engine_quote_matcher_new(engine_quote_matcher **out, const char *const *sour
 		total += lens[i];
 	}
 	/* a quote can be live at most once per source byte */
-	if (!rc && !(q->live = ag_malloc((total ? total : 1) * sizeof *q->live)))
+	if (!rc && !(q->live = ag_malloc(total * sizeof *q->live)))
 		rc = AG_ENOMEM;
 	if (rc) {
 		engine_quote_matcher_free(q);

@@ -74,8 +74,8 @@ bool local_constraint_from_start(const engine_chat_request *req)
 static int quote_init(local_constraint *c, const engine_chat_request *req, bool thinking)
 {
 	size_t n = json_array_size(req->quote_sources);
-	const char **texts = ag_calloc(n ? n : 1, sizeof *texts);
-	size_t *lens = ag_calloc(n ? n : 1, sizeof *lens);
+	const char **texts = ag_calloc(n, sizeof *texts);
+	size_t *lens = ag_calloc(n, sizeof *lens);
 	int rc = texts && lens ? 0 : ag_error_set(AG_ENOMEM, "out of memory for quote sources");
 	for (size_t i = 0; i < n && !rc; i++) {
 		const json_t *t = json_array_get(req->quote_sources, i);
