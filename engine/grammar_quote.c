@@ -250,6 +250,10 @@ static int bind_vocab(engine_quote_matcher *q, const engine_grammar_vocab *v)
 	memset(ok, 0xff, words * sizeof *ok);
 	for (size_t c = 0; c < 256; c++)
 		q->root_child[c] = NO_NODE;
+	bool can_open = false; /* whether any quote can begin: not with no sources, or empty ones */
+	for (uint32_t s = 0; s < q->n && !can_open; s++)
+		for (uint32_t off = 0; off < q->len[s] && !can_open; off++)
+			can_open = starts_ok(q, s, off);
 	uint8_t path[MAX_PIECE + 1];
 	size_t open_at[MAX_PIECE + 1]; /* depth of the first '"' on the path to this depth, or 0 */
 	for (size_t i = 0; i < v->n_nodes; i++) {
@@ -263,8 +267,8 @@ static int bind_vocab(engine_quote_matcher *q, const engine_grammar_vocab *v)
 			continue;
 		const uint8_t *rest = path + first;
 		size_t rn = d - first;
-		/* a token may open a quote only if its rest can begin one; with no sources, none can */
-		if (memchr(rest, '"', rn) || (rn ? !quote_may_start(q, rest, rn) : q->n == 0))
+		/* a token may open a quote only if its rest can begin one; a lone '"' if any can */
+		if (memchr(rest, '"', rn) || (rn ? !quote_may_start(q, rest, rn) : !can_open))
 			for (uint32_t k = 0; k < v->tok_n[i]; k++) {
 				int32_t t = v->toks[v->tok_at[i] + k];
 				ok[t >> 5] &= ~(1u << (t & 31));

@@ -84,8 +84,19 @@ static int quote_init(local_constraint *c, const engine_chat_request *req, bool 
 		texts[i] = json_string_value(t);
 		lens[i] = json_string_length(t);
 	}
-	if (!rc)
+	/* A source that does not speak of what the question asks about is kept (its number stays
+	 * its marker) but offers nothing to quote. */
+	bool *quotable = rc ? NULL : ag_calloc(n, sizeof *quotable);
+	if (!rc && !quotable)
+		rc = ag_error_set(AG_ENOMEM, "out of memory for quote sources");
+	if (!rc) {
+		local_quote_gate(req->quote_question, texts, lens, n, quotable);
+		for (size_t i = 0; i < n; i++)
+			if (!quotable[i])
+				lens[i] = 0;
 		rc = engine_quote_matcher_new(&c->quote, texts, lens, n, req->quote_cite_required);
+	}
+	ag_free(quotable);
 	c->quote_wait_think = thinking;
 	c->question = req->quote_question;
 	ag_free(texts);

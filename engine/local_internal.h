@@ -82,6 +82,14 @@ int local_quote_select(engine_local *l, engine_state *s, const float *logits, lo
  * they are among the texts) it holds; all 0 without a question or a shared word. */
 void local_quote_relevance(const char *question, const char *const *texts, const size_t *lens, size_t n,
 			   double *out);
+/* Which of n texts a quote answering the question may come from: those holding a word of
+ * the question that is neither a function word nor held by most texts and, when the question
+ * names things (runs of capitalised words that do not open a sentence: "Vilma Thorne"), every
+ * word of as many of its names as any text holds, at least one. None when no text does: a
+ * quote then could only answer something else. All without a question, or when it has no
+ * word beyond function words. */
+void local_quote_gate(const char *question, const char *const *texts, const size_t *lens, size_t n,
+		      bool *quotable);
 /* The tokens a quote's rest is scored and forced as: text, the closing quote, then " [marker]"
  * if marker > 0 (*toks the caller's; NULL when the vocabulary cannot spell it or it is too long
  * to offer). */

@@ -13,13 +13,36 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WORD_MAX 32 /* longer words are compared by their first 32 bytes */
-#define QWORDS   64 /* distinct question words weighed (one bit each); the rest are ignored */
+#define WORD_MAX  32   /* longer words are compared by their first 32 bytes */
+#define QWORDS    64   /* distinct question words weighed (one bit each); the rest are ignored */
+#define MAX_GATED 1024 /* sources judged by the gate; any beyond stay quotable */
 
 typedef struct word {
 	char w[WORD_MAX];
 	size_t len;
+	size_t begin; /* where it starts in the text */
+	bool capital; /* written with a capital first letter */
+	bool common;  /* a function word: no question is about "the" or "how" */
 } word;
+
+/* English function words and question words: they say what kind of question it is, never
+ * what it is about. Compared before a plural 's' is dropped ("does", "was"). */
+static const char *const COMMON[] = {
+	"a",    "about", "all",   "an",   "and",  "any",  "are",   "as",     "at",   "be",    "been",
+	"by",   "can",   "could", "did",  "do",   "does", "for",   "from",   "get",  "had",   "has",
+	"have", "how",   "i",     "if",   "in",   "into", "is",    "it",     "its",  "me",    "much",
+	"many", "my",    "of",    "on",   "or",   "our",  "per",   "should", "so",   "than",  "that",
+	"the",  "their", "there", "this", "to",   "was",  "we",    "what",   "when", "where", "which",
+	"who",  "whom",  "whose", "why",  "will", "with", "would", "you",    "your",
+};
+
+static bool common_word(const char *w, size_t len)
+{
+	for (size_t i = 0; i < sizeof COMMON / sizeof *COMMON; i++)
+		if (strlen(COMMON[i]) == len && memcmp(COMMON[i], w, len) == 0)
+			return true;
+	return false;
+}
 
 static bool word_byte(unsigned char ch)
 {
@@ -38,11 +61,14 @@ static bool next_word(const char *text, size_t len, size_t *at, word *out)
 		return false;
 	}
 	out->len = 0;
+	out->begin = i;
+	out->capital = text[i] >= 'A' && text[i] <= 'Z';
 	for (; i < len && word_byte((unsigned char)text[i]); i++)
 		if (out->len < WORD_MAX) {
 			char ch = text[i];
 			out->w[out->len++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
 		}
+	out->common = common_word(out->w, out->len);
 	if (out->len >= 4 && out->w[out->len - 1] == 's' && out->w[out->len - 2] != 's')
 		out->len--;
 	*at = i;
@@ -105,4 +131,72 @@ void local_quote_relevance(const char *question, const char *const *texts, const
 				out[i] += idf[k];
 		out[i] /= total;
 	}
+}
+
+void local_quote_gate(const char *question, const char *const *texts, const size_t *lens, size_t n,
+		      bool *quotable)
+{
+	for (size_t i = 0; i < n; i++)
+		quotable[i] = true;
+	if (!question || n == 0)
+		return;
+	/* A name is a run of capitalised words that do not open a sentence ("Vilma Thorne", "Opal"):
+	 * a source speaks of it only if it holds all of its words. */
+	word q[QWORDS];
+	uint64_t phrase[QWORDS], names = 0;
+	size_t nq = 0, np = 0, qlen = strlen(question);
+	word w;
+	bool in_name = false;
+	for (size_t at = 0; nq < QWORDS && next_word(question, qlen, &at, &w);) {
+		/* whether it opens a sentence: nothing before it but spaces, or a '.', '!', '?' or ':' */
+		size_t j = w.begin;
+		while (j > 0 && !word_byte((unsigned char)question[j - 1]) &&
+		       !strchr(".!?:", question[j - 1]))
+			j--;
+		bool opens = j == 0 || strchr(".!?:", question[j - 1]);
+		if (w.common) {
+			in_name = false;
+			continue;
+		}
+		size_t k = 0;
+		while (k < nq && !same_word(&q[k], &w))
+			k++;
+		if (k == nq)
+			q[nq++] = w;
+		bool is_name = w.capital && !opens;
+		if (is_name && !in_name)
+			phrase[np++] = 0;
+		if (is_name) {
+			phrase[np - 1] |= (uint64_t)1 << k;
+			names |= (uint64_t)1 << k;
+		}
+		in_name = is_name;
+	}
+	if (nq == 0)
+		return; /* nothing to judge by */
+	uint64_t held[MAX_GATED];
+	size_t m = n < MAX_GATED ? n : MAX_GATED;
+	size_t df[QWORDS] = {0};
+	for (size_t i = 0; i < m; i++) {
+		held[i] = words_held(texts[i], lens[i], q, nq);
+		for (size_t k = 0; k < nq; k++)
+			df[k] += (held[i] >> k) & 1;
+	}
+	/* Among three or more sources a word most of them hold (a boilerplate line, or the kind of
+	 * fact every source states) does not say one is about the question; a name still does. */
+	size_t common_at = m > 2 ? (m / 2 > 1 ? m / 2 : 1) : m;
+	uint64_t telling = 0;
+	for (size_t k = 0; k < nq; k++)
+		if (df[k] && (df[k] <= common_at || ((names >> k) & 1)))
+			telling |= (uint64_t)1 << k;
+	size_t named[MAX_GATED], most_named = 0;
+	for (size_t i = 0; i < m; i++) {
+		named[i] = 0;
+		for (size_t p = 0; p < np; p++)
+			named[i] += (held[i] & phrase[p]) == phrase[p];
+		most_named = named[i] > most_named ? named[i] : most_named;
+	}
+	for (size_t i = 0; i < m; i++)
+		quotable[i] =
+			(held[i] & telling) != 0 && (np == 0 || (most_named > 0 && named[i] == most_named));
 }

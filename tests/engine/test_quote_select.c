@@ -291,6 +291,101 @@ static void test_relevant_sentence_beyond_the_cap(void **state)
 	remove(path);
 }
 
+/* Which sources a quote may come from (local_quote_gate). */
+static void gate(const char *question, const char *const *texts, size_t n, const char *want)
+{
+	size_t lens[8];
+	bool ok[8];
+	for (size_t i = 0; i < n; i++)
+		lens[i] = strlen(texts[i]);
+	local_quote_gate(question, texts, lens, n, ok);
+	char got[9] = {0};
+	for (size_t i = 0; i < n; i++)
+		got[i] = ok[i] ? 'y' : 'n';
+	assert_string_equal(got, want);
+}
+
+static void test_gate(void **state)
+{
+	(void)state;
+	const char *const people[] = {"Vilma Thorne is based in the Quito office.",
+				      "Ronja Thorne is based in the Quito office.",
+				      "Every Opal lamp is covered by a 2-year warranty."};
+	gate("In which office is Vilma Thorne based?", people, 3, "ynn"); /* both names beat one */
+	gate("In which office is Pia Yilmaz based?", people, 3, "nnn");   /* nobody named is there */
+	gate("Where do the Thorne family work?", people, 3, "yyn");
+	gate("In which office is Pia Thorne based?", people, 3, "nnn"); /* a name is all its words */
+	gate("Thanks! Please say where Vilma Thorne works.", people, 3,
+	     "ynn"); /* "Please" opens a sentence */
+	gate(NULL, people, 3, "yyy");
+	gate("What is it?", people, 3, "yyy"); /* nothing but function words: nothing to judge by */
+	/* A word most sources hold (here the boilerplate "out of date") says nothing. */
+	const char *const dates[] = {
+		"The vendor fair will take place on June 10. Printed copies may be out of date.",
+		"The volunteer day will take place on May 2. Printed copies may be out of date.",
+		"Hotel stays in Oslo are capped at $240. Printed copies may be out of date."};
+	gate("On what date does the open house happen?", dates, 3, "nnn");
+	gate("On what date does the vendor fair happen?", dates, 3, "ynn");
+	/* One source: any word of the question it holds will do. */
+	const char *const leave[] = {"Employees get 30 days of paid leave each year."};
+	gate("How many days of paid leave do employees get?", leave, 1, "y");
+	gate("How much is 17 + 5?", leave, 1, "n");
+	/* Two things named, one in each source: both may be quoted. */
+	const char *const prices[] = {"The list price of the Opal lamp is $48.", "The Topaz desk costs $310.",
+				      "Staff get 30 days of leave."};
+	gate("What is the price difference between the Opal lamp and the Topaz desk?", prices, 3, "yyn");
+	/* Lengths are honoured: text past lens[i] is not looked at. */
+	gate("Who is based in Quito?", people, 3, "yyn");
+	size_t lens[3] = {strlen("Vilma Thorne is based"), strlen(people[1]), strlen(people[2])};
+	bool ok[3];
+	local_quote_gate("Who is based in Quito?", people, lens, 3, ok);
+	assert_true(!ok[0] && ok[1] && !ok[2]);
+}
+
+/* No source speaks of what the question asks about: no token may open a quote; with a
+ * question one of them answers, the opening quote is allowed. */
+static void test_gated_sources_open_no_quote(void **state)
+{
+	(void)state;
+	char path[512];
+	engine_local *l = random_model(path, sizeof path, "quote-gate.gguf", 9);
+	size_t nv = engine_model_config(engine_local_model(l))->n_vocab;
+	json_t *sources =
+		json_pack("[s, s]", "The Quantum router costs $310.", "Staff get 30 days of leave.");
+	const char *questions[] = {"How much does the Falcon lamp cost?",
+				   "How much does the Quantum router cost?"};
+	for (int k = 0; k < 2; k++) {
+		engine_chat_request req = {.quote_sources = sources,
+					   .quote_cite_required = true,
+					   .quote_question = questions[k]};
+		local_constraint c;
+		assert_int_equal(local_constraint_init(&c, l, &req, false), 0);
+		float *lg = calloc(nv, sizeof *lg);
+		bool none;
+		assert_int_equal(local_constraint_mask(&c, lg, nv, &none), 0);
+		assert_false(none);
+		size_t open_allowed = 0;
+		for (int32_t t = 0; t < (int32_t)nv; t++) {
+			char *text;
+			size_t len;
+			if (engine_detokenize(engine_local_tokenizer(l), &t, 1, false, &text, &len) != 0)
+				continue;
+			const char *at = len && text[0] == ' ' ? text + 1 : text;
+			open_allowed += at < text + len && *at == '"' && isfinite(lg[t]);
+			ag_free(text);
+		}
+		if (k == 0)
+			assert_int_equal(open_allowed, 0);
+		else
+			assert_true(open_allowed > 0);
+		free(lg);
+		local_constraint_free(&c);
+	}
+	json_decref(sources);
+	engine_local_free(l);
+	remove(path);
+}
+
 int main(void)
 {
 	ag_alloc_init();
@@ -300,6 +395,8 @@ int main(void)
 		cmocka_unit_test(test_relevance),
 		cmocka_unit_test(test_question_weighs_in),
 		cmocka_unit_test(test_relevant_sentence_beyond_the_cap),
+		cmocka_unit_test(test_gate),
+		cmocka_unit_test(test_gated_sources_open_no_quote),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,9 @@ They went to 5/10 (20/30 over the three seeds: 5, 8, 7) when the run's question
 began to weigh in the choice of the sentence (engine/local_relevance.c; on the
 validation split every quote the model then opened was the right sentence, so
 what is left is the model's choice to quote rather than say "not found" or call
-the calculator).
+the calculator). "Not found" went from 3/10 to 5/10 (11/30 to 17/30: 5, 4, 8)
+when sources that do not speak of what the question asks about stopped being
+quotable (local_quote_gate in engine/local_relevance.c); nothing else moved.
 
 The same test weighs a candidate model through the planner's own path (the
 collection, the search, the chunks it retrieves), which models/train/eval.py
@@ -41,7 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import gen  # noqa: E402
 
 N = {"calc_plain": 10, "notfound": 10, "quote": 10}
-FLOOR = {"calc_plain": 0.6, "notfound": 0.2, "quote": 0.4}  # measured: 0.7, 0.3, 0.5
+FLOOR = {"calc_plain": 0.6, "notfound": 0.4, "quote": 0.4}  # measured: 0.7, 0.5, 0.5
 NOT_FOUND = "Not found in the documents."
 
 
