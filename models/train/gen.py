@@ -10,6 +10,7 @@
 import argparse
 import json
 import random
+import re
 from decimal import Decimal
 
 import fmt
@@ -38,6 +39,11 @@ THINK_SUBJECT = False
 # the episodes', so the line that decides an answer is also trained on short
 # conversations with several questions each, not once per long episode.
 THINK_DRILLS = False
+# --think-numbers: the reasoning after a question opens by copying the numbers
+# it holds ("Numbers: 936, 55. This needs the calculator.", "Numbers: none. The
+# answer is in document 2."), so whether to calculate is read off a copy of
+# digits, not guessed from a wording the model never saw.
+THINK_NUMBERS = False
 # --plain-titles P: a share P of the training documents get a title that says
 # nothing of their content (see plain_title).
 PLAIN_TITLES = 0.0
@@ -608,7 +614,16 @@ def episode(rng, held, kind=None, hist_tokens=0):
         u["think"] = True
         turns.append(u)
         turns += a
+    if THINK_NUMBERS:
+        last = max(i for i, t in enumerate(turns) if t["role"] == "user")
+        turns[last + 1]["reasoning"] = numbers_line(turns[last]["text"]) + " " + turns[last + 1]["reasoning"]
     return dict(tools=tools, turns=turns, meta=meta)
+
+
+def numbers_line(question):
+    """The numbers a question holds, as the --think-numbers reasoning copies them."""
+    nums = re.findall(r"\d+(?:\.\d+)?", question)
+    return "Numbers: %s." % (", ".join(nums) if nums else "none")
 
 
 def copy_drill(rng):
@@ -730,6 +745,8 @@ def main():
                     help="train and warm-up splits: share of fact sentences from sentences.py's wordings")
     ap.add_argument("--calc-phrasings", action="store_true",
                     help="training split: more wordings of bare sums (CALC_PLAIN_MORE)")
+    ap.add_argument("--think-numbers", action="store_true",
+                    help="the reasoning after a question first copies the numbers it holds (THINK_NUMBERS)")
     ap.add_argument("--mix", default="",
                     help="training split: KIND=WEIGHT,... replaces those kinds' weights in TRAIN_MIX "
                          "(e.g. calc_plain=0.14)")
@@ -737,8 +754,9 @@ def main():
     if a.split == "train":
         set_mix(a.mix)
     global SENT_GRAMMAR, VARY, NONCE, THINK_TITLE, PHRASINGS, THINK_SUBJECT, MEM_WIDE, GRAMMAR, THINK_DRILLS, PLAIN_TITLES
-    global CALC_PHRASINGS
+    global CALC_PHRASINGS, THINK_NUMBERS
     CALC_PHRASINGS = a.calc_phrasings
+    THINK_NUMBERS = a.think_numbers
     GRAMMAR = a.grammar
     SENT_GRAMMAR = a.sent_grammar
     THINK_DRILLS = a.think_drills

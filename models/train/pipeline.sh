@@ -14,7 +14,7 @@
 #   MODEL_GEN_FLAGS extra gen.py flags for the training, warm-up and validation episodes (the
 #                   evaluation asks the same held-out questions whatever they are)
 #                   (--think-title, --think-subject, --think-drills, --grammar, --sent-grammar P,
-#                   --plain-titles P, --phrasings, --mem-wide, --calc-phrasings,
+#                   --plain-titles P, --phrasings, --mem-wide, --calc-phrasings, --think-numbers,
 #                   --mix KIND=W,...: models/README.md)
 #   MODEL_PACK=1    join episodes that share a system turn into conversations (train.py --pack)
 #   MODEL_VALIDATE=1 export the checkpoint with the best answer loss on held-out episodes

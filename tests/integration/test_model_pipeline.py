@@ -241,6 +241,28 @@ def test_reasoning_and_phrasing_options():
         gen.THINK_TITLE, gen.THINK_SUBJECT, gen.PHRASINGS = saved
 
 
+def test_think_numbers():
+    """--think-numbers opens the reasoning after the last question with the
+    numbers it holds, in its order ("none" without); the rest of the line,
+    and what the evaluation asks, are unchanged."""
+    saved = gen.THINK_NUMBERS
+    try:
+        plain = [gen.episode(random.Random(11), False, k) for k in ("calc_plain", "quote", "notfound", "calc_doc", "memory")]
+        gen.THINK_NUMBERS = True
+        numbered = [gen.episode(random.Random(11), False, k) for k in ("calc_plain", "quote", "notfound", "calc_doc", "memory")]
+        for a, b in zip(plain, numbered):
+            last = max(i for i, t in enumerate(b["turns"]) if t["role"] == "user")
+            question, line = b["turns"][last]["text"], b["turns"][last + 1]["reasoning"]
+            nums = re.findall(r"\d+(?:\.\d+)?", question)
+            want = "Numbers: %s. " % (", ".join(nums) if nums else "none")
+            assert line == want + a["turns"][last + 1]["reasoning"], (question, line)
+            assert [t for t in a["turns"] if t["role"] != "assistant"] == [t for t in b["turns"] if t["role"] != "assistant"]
+        assert numbered[0]["turns"][-3]["reasoning"].startswith("Numbers: ") and "none" not in numbered[0]["turns"][-3]["reasoning"]
+        assert numbered[1]["turns"][-1]["reasoning"].startswith("Numbers: none. ")
+    finally:
+        gen.THINK_NUMBERS = saved
+
+
 def test_question_grammar():
     """--grammar: training questions from many wordings, the subject in many
     places (the reasoning's subject is still the question's own words), no
