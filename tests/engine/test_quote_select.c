@@ -294,8 +294,8 @@ static void test_relevant_sentence_beyond_the_cap(void **state)
 /* Which sources a quote may come from (local_quote_gate). */
 static void gate(const char *question, const char *const *texts, size_t n, const char *want)
 {
-	size_t lens[8];
-	bool ok[8];
+	size_t lens[8] = {0};
+	bool ok[8] = {false};
 	for (size_t i = 0; i < n; i++)
 		lens[i] = strlen(texts[i]);
 	local_quote_gate(question, texts, lens, n, ok);
