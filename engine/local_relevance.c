@@ -21,8 +21,6 @@ typedef struct word {
 	char w[WORD_MAX];
 	size_t len;
 	size_t begin; /* where it starts in the text */
-	bool capital; /* written with a capital first letter */
-	bool common;  /* a function word: no question is about "the" or "how" */
 } word;
 
 /* English function words and question words: they say what kind of question it is, never
@@ -62,13 +60,11 @@ static bool next_word(const char *text, size_t len, size_t *at, word *out)
 	}
 	out->len = 0;
 	out->begin = i;
-	out->capital = text[i] >= 'A' && text[i] <= 'Z';
 	for (; i < len && word_byte((unsigned char)text[i]); i++)
 		if (out->len < WORD_MAX) {
 			char ch = text[i];
 			out->w[out->len++] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
 		}
-	out->common = common_word(out->w, out->len);
 	if (out->len >= 4 && out->w[out->len - 1] == 's' && out->w[out->len - 2] != 's')
 		out->len--;
 	*at = i;
@@ -78,6 +74,17 @@ static bool next_word(const char *text, size_t len, size_t *at, word *out)
 static bool same_word(const word *a, const word *b)
 {
 	return a->len == b->len && memcmp(a->w, b->w, a->len) == 0;
+}
+
+/* Where w is among the *nq distinct words of q, added at the end if new. */
+static size_t word_slot(word *q, size_t *nq, const word *w)
+{
+	size_t k = 0;
+	while (k < *nq && !same_word(&q[k], w))
+		k++;
+	if (k == *nq)
+		q[(*nq)++] = *w;
+	return k;
 }
 
 /* Which of the nq question words the text holds: bit k for q[k]. */
@@ -102,13 +109,8 @@ void local_quote_relevance(const char *question, const char *const *texts, const
 	word q[QWORDS];
 	size_t nq = 0, qlen = strlen(question);
 	word w;
-	for (size_t at = 0; nq < QWORDS && next_word(question, qlen, &at, &w);) {
-		bool seen = false;
-		for (size_t k = 0; k < nq && !seen; k++)
-			seen = same_word(&q[k], &w);
-		if (!seen)
-			q[nq++] = w;
-	}
+	for (size_t at = 0; nq < QWORDS && next_word(question, qlen, &at, &w);)
+		word_slot(q, &nq, &w);
 	size_t df[QWORDS] = {0};
 	for (size_t i = 0; i < n; i++) {
 		uint64_t held = words_held(texts[i], lens[i], q, nq);
@@ -154,16 +156,13 @@ void local_quote_gate(const char *question, const char *const *texts, const size
 		       !strchr(".!?:", question[j - 1]))
 			j--;
 		bool opens = j == 0 || strchr(".!?:", question[j - 1]);
-		if (w.common) {
+		/* a function word is judged as written, before a plural 's' is dropped ("does") */
+		if (common_word(w.w, at - w.begin)) {
 			in_name = false;
 			continue;
 		}
-		size_t k = 0;
-		while (k < nq && !same_word(&q[k], &w))
-			k++;
-		if (k == nq)
-			q[nq++] = w;
-		bool is_name = w.capital && !opens;
+		size_t k = word_slot(q, &nq, &w);
+		bool is_name = question[w.begin] >= 'A' && question[w.begin] <= 'Z' && !opens;
 		if (is_name && !in_name)
 			phrase[np++] = 0;
 		if (is_name) {
